@@ -1,0 +1,93 @@
+/**
+ * Queue messages. Each SQS body is one of these; agent commands and results travel as compact JWS
+ * (EdDSA) whose payload holds the schema below, so both sides validate the same contract.
+ */
+import { z } from "zod";
+import { ErrorInfo, HypervisorKind, OpAction } from "./common.ts";
+import { VmSpec } from "./vm.ts";
+
+/** `ops` queue: an operation to schedule. The body is only a pointer; state lives in DynamoDB. */
+export const OpsMessage = z.object({ opId: z.string(), requestId: z.string() });
+export type OpsMessage = z.infer<typeof OpsMessage>;
+
+/** Power states a driver reports for a domain. `absent`: no such domain on the host. */
+export const PowerState = z.enum(["running", "paused", "suspended", "stopped", "absent"]);
+export type PowerState = z.infer<typeof PowerState>;
+
+export const MigrationTarget = z.object({ hostId: z.string(), address: z.string(), kind: HypervisorKind });
+export type MigrationTarget = z.infer<typeof MigrationTarget>;
+
+/** What the control plane tells an agent to do (the `cmd` claim of a signed command). */
+export const AgentCommand = z.object({
+  opId: z.string(),
+  requestId: z.string(),
+  action: OpAction,
+  site: z.string(),
+  hostId: z.string(),
+  vmId: z.string(),
+  vmName: z.string(),
+  spec: VmSpec,
+  /** Only for `migrate`. */
+  target: MigrationTarget.optional(),
+  live: z.boolean().optional(),
+  deadline: z.string(),
+  attempt: z.number().int(),
+});
+export type AgentCommand = z.infer<typeof AgentCommand>;
+
+/** An agent's report on a command: `running` once it starts, then one terminal report. */
+export const AgentResult = z.object({
+  type: z.literal("result"),
+  opId: z.string(),
+  requestId: z.string(),
+  site: z.string(),
+  hostId: z.string(),
+  vmId: z.string(),
+  status: z.enum(["running", "succeeded", "failed"]),
+  /** The domain's power state after the operation, where the agent could observe it. */
+  powerState: PowerState.optional(),
+  /** The host the domain is on afterwards (differs from hostId after a migration). */
+  finalHostId: z.string().optional(),
+  progressPercent: z.number().min(0).max(100).optional(),
+  error: ErrorInfo.optional(),
+  /** Time the hypervisor itself spent on the operation. */
+  hypervisorMs: z.number().optional(),
+  at: z.string(),
+});
+export type AgentResult = z.infer<typeof AgentResult>;
+
+export const DomainReport = z.object({
+  /** The hypervisor's UUID for the domain. */
+  uuid: z.string(),
+  /** Usher's VM id, from the domain's metadata; absent for domains Usher did not make. */
+  vmId: z.string().optional(),
+  opId: z.string().optional(),
+  name: z.string(),
+  powerState: PowerState,
+  vcpus: z.number().int(),
+  memoryMiB: z.number().int(),
+});
+export type DomainReport = z.infer<typeof DomainReport>;
+
+export const HostInventory = z.object({
+  hostId: z.string(),
+  reachable: z.boolean(),
+  error: ErrorInfo.optional(),
+  domains: z.array(DomainReport),
+  free: z.object({ vcpus: z.number(), memoryMiB: z.number() }).optional(),
+  load: z.number().optional(),
+});
+export type HostInventory = z.infer<typeof HostInventory>;
+
+/** Periodic report of what is really on each host of a site. */
+export const AgentInventory = z.object({
+  type: z.literal("inventory"),
+  site: z.string(),
+  agentId: z.string(),
+  hosts: z.array(HostInventory),
+  at: z.string(),
+});
+export type AgentInventory = z.infer<typeof AgentInventory>;
+
+export const AgentReport = z.discriminatedUnion("type", [AgentResult, AgentInventory]);
+export type AgentReport = z.infer<typeof AgentReport>;

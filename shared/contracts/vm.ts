@@ -1,0 +1,85 @@
+import { z } from "zod";
+import { DeviceCounts, ErrorInfo, HypervisorKind, Labels, Name, OpAction, OpStatus, VmAction, VmState } from "./common.ts";
+
+/** What a VM is made of. Shared by single VMs, cluster members and agent commands. */
+export const VmSpec = z.strictObject({
+  vcpus: z.number().int().min(1).max(512),
+  memoryMiB: z.number().int().min(16).max(16 * 1024 * 1024),
+  /** Base image to overlay (copy-on-write) on the host; diskless when absent. */
+  image: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/)
+    .optional(),
+  /** Hypervisor kind required; any when absent. */
+  hypervisor: HypervisorKind.optional(),
+  /** Devices required, by model (GPUs and the like). */
+  devices: DeviceCounts.optional(),
+});
+export type VmSpec = z.infer<typeof VmSpec>;
+
+export const CreateVm = VmSpec.extend({
+  name: Name,
+  labels: Labels.optional(),
+  /** Site to place the VM in; the deployment's default site when absent. */
+  site: Name.optional(),
+}).meta({ id: "CreateVm" });
+export type CreateVm = z.infer<typeof CreateVm>;
+
+export const Vm = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    project: z.string(),
+    owner: z.string(),
+    clusterId: z.string().nullable(),
+    site: z.string(),
+    spec: VmSpec,
+    labels: Labels,
+    state: VmState,
+    hostId: z.string().nullable(),
+    version: z.number().int(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: "Vm" });
+export type Vm = z.infer<typeof Vm>;
+
+export const Operation = z
+  .object({
+    id: z.string(),
+    vmId: z.string(),
+    action: OpAction,
+    args: z.record(z.string(), z.unknown()),
+    status: OpStatus,
+    requester: z.string(),
+    project: z.string(),
+    requestId: z.string(),
+    attempts: z.number().int(),
+    seq: z.number().int(),
+    deadline: z.string(),
+    hostId: z.string().nullable(),
+    error: ErrorInfo.nullable(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    finishedAt: z.string().nullable(),
+  })
+  .meta({ id: "Operation" });
+export type Operation = z.infer<typeof Operation>;
+
+export const VmActionRequest = z
+  .strictObject({
+    action: VmAction,
+    /** Admin only: where to migrate (or start) the VM. */
+    targetHostId: z.string().min(1).max(64).optional(),
+    /** Live migration (default true). */
+    live: z.boolean().optional(),
+  })
+  .meta({ id: "VmActionRequest" });
+export type VmActionRequest = z.infer<typeof VmActionRequest>;
+
+export const CreateVmResponse = z.object({ vm: Vm, operation: Operation }).meta({ id: "CreateVmResponse" });
+export const OperationResponse = z.object({ operation: Operation }).meta({ id: "OperationResponse" });
+
+export const Page = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item), nextCursor: z.string().nullable() });
+export const VmList = Page(Vm).meta({ id: "VmList" });
+export const OperationList = Page(Operation).meta({ id: "OperationList" });

@@ -1,0 +1,94 @@
+/**
+ * Signed envelopes between the control plane and agents: compact JWS (EdDSA) via jose's JWT API, so
+ * expiry, issuer and audience checks are jose's. Commands: control plane → agent of one site.
+ * Reports (results, inventory): agent → control plane, issued as `usher-agent:<site>`.
+ */
+import { decodeJwt, errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { AgentCommand, AgentReport } from "../contracts/messages.ts";
+import { ErrorCode, SignatureError } from "../errors.ts";
+import type { SigningKey } from "./keys.ts";
+
+export const CONTROL_PLANE_ISSUER = "usher-control-plane";
+export const agentIssuer = (site: string) => `usher-agent:${site}`;
+
+/** Signs a command for the agent of `cmd.site`; it expires at the operation's deadline. */
+export async function signCommand(cmd: AgentCommand, signer: SigningKey): Promise<string> {
+  return new SignJWT({ cmd })
+    .setProtectedHeader({ alg: "EdDSA", kid: signer.kid, typ: "usher-command+jwt" })
+    .setIssuer(CONTROL_PLANE_ISSUER)
+    .setAudience(agentIssuer(cmd.site))
+    .setSubject(cmd.hostId)
+    .setJti(cmd.opId)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.parse(cmd.deadline) / 1000))
+    .sign(signer.key);
+}
+
+/** Verifies a command for this agent's site: refuses unsigned, tampered, expired and foreign-site commands. */
+export async function verifyCommand(token: string, controlPlaneKey: CryptoKey, site: string): Promise<AgentCommand> {
+  const payload = await verifyOrThrow(token, controlPlaneKey, CONTROL_PLANE_ISSUER, agentIssuer(site));
+  const parsed = AgentCommand.safeParse(payload.cmd);
+  if (!parsed.success) throw new SignatureError(ErrorCode.commandRejected, "command payload is malformed");
+  if (parsed.data.site !== site || payload.sub !== parsed.data.hostId || payload.jti !== parsed.data.opId) {
+    throw new SignatureError(ErrorCode.commandRejected, "command is for another site or host");
+  }
+  return parsed.data;
+}
+
+/** Signs an agent report (result or inventory) as the agent of `site`. Reports live for five minutes. */
+export async function signReport(report: AgentReport, site: string, signer: SigningKey): Promise<string> {
+  return new SignJWT({ report })
+    .setProtectedHeader({ alg: "EdDSA", kid: signer.kid, typ: "usher-report+jwt" })
+    .setIssuer(agentIssuer(site))
+    .setAudience(CONTROL_PLANE_ISSUER)
+    .setIssuedAt()
+    .setExpirationTime("5m")
+    .sign(signer.key);
+}
+
+/**
+ * Verifies a report against the key of the site it claims to come from, and checks that the report
+ * speaks for that same site. Returns the verified site and report.
+ */
+export async function verifyReport(
+  token: string,
+  agentKeyForSite: (site: string) => CryptoKey | undefined,
+): Promise<{ site: string; report: AgentReport }> {
+  let iss: string | undefined;
+  try {
+    iss = decodeJwt(token).iss;
+  } catch (cause) {
+    throw new SignatureError(ErrorCode.reportRejected, "report is not a JWS", { cause });
+  }
+  const site = iss?.startsWith("usher-agent:") ? iss.slice("usher-agent:".length) : undefined;
+  const key = site ? agentKeyForSite(site) : undefined;
+  if (!site || !key) throw new SignatureError(ErrorCode.reportRejected, `report from unknown issuer ${iss ?? "(none)"}`);
+  const payload = await verifyOrThrow(token, key, agentIssuer(site), CONTROL_PLANE_ISSUER, ErrorCode.reportRejected);
+  const parsed = AgentReport.safeParse(payload.report);
+  if (!parsed.success) throw new SignatureError(ErrorCode.reportRejected, "report payload is malformed");
+  if (parsed.data.site !== site) throw new SignatureError(ErrorCode.reportRejected, "report speaks for another site");
+  return { site, report: parsed.data };
+}
+
+async function verifyOrThrow(
+  token: string,
+  key: CryptoKey,
+  issuer: string,
+  audience: string,
+  code: typeof ErrorCode.commandRejected | typeof ErrorCode.reportRejected = ErrorCode.commandRejected,
+) {
+  try {
+    const { payload } = await jwtVerify(token, key, { algorithms: ["EdDSA"], issuer, audience, requiredClaims: ["exp"] });
+    return payload;
+  } catch (cause) {
+    const reason =
+      cause instanceof joseErrors.JWTExpired
+        ? "expired"
+        : cause instanceof joseErrors.JWTClaimValidationFailed
+          ? `claim ${cause.claim} rejected`
+          : cause instanceof joseErrors.JWSSignatureVerificationFailed
+            ? "bad signature"
+            : "not a valid signed message";
+    throw new SignatureError(code, `signed message refused: ${reason}`, { cause, details: { reason } });
+  }
+}

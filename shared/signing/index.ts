@@ -1,0 +1,2 @@
+export * from "./envelopes.ts";
+export * from "./keys.ts";
