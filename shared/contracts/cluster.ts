@@ -16,7 +16,12 @@ const ClusterBase = z.strictObject({ name: Name, site: Name.optional(), labels: 
 /** Usher's `start` of many VMs: N alike (`count` + spec) or a mix (`members`). */
 export const CreateCluster = z
   .union([
-    ClusterBase.extend({ members: z.array(ClusterMember.omit({ labels: true }).extend({ labels: Labels.optional() })).min(1).max(20) }),
+    ClusterBase.extend({
+      members: z
+        .array(ClusterMember.omit({ labels: true }).extend({ labels: Labels.optional() }))
+        .min(1)
+        .max(20),
+    }),
     ClusterBase.extend(VmSpec.shape).extend({ count: z.number().int().min(1).max(100) }),
   ])
   .meta({ id: "CreateCluster" });
@@ -39,6 +44,12 @@ export const ClusterDetail = Cluster.extend({ vms: z.array(Vm) }).meta({ id: "Cl
 export const CreateClusterResponse = z
   .object({ cluster: Cluster, vms: z.array(Vm), operations: z.array(Operation) })
   .meta({ id: "CreateClusterResponse" });
-export const ClusterActionRequest = z.strictObject({ action: VmAction, live: z.boolean().optional() }).meta({ id: "ClusterActionRequest" });
-export const ClusterActionResponse = z.object({ operations: z.array(Operation) }).meta({ id: "ClusterActionResponse" });
-export const ClusterList = z.object({ items: z.array(Cluster), nextCursor: z.string().nullable() }).meta({ id: "ClusterList" });
+export const ClusterActionRequest = z
+  .strictObject({ action: VmAction, live: z.boolean().optional() })
+  .meta({ id: "ClusterActionRequest" });
+export const ClusterActionResponse = z
+  .object({ operations: z.array(Operation) })
+  .meta({ id: "ClusterActionResponse" });
+export const ClusterList = z
+  .object({ items: z.array(Cluster), nextCursor: z.string().nullable() })
+  .meta({ id: "ClusterList" });

@@ -38,7 +38,15 @@ export type VmAction = z.infer<typeof VmAction>;
 export const OpAction = z.enum([...VmAction.options, "delete"]);
 export type OpAction = z.infer<typeof OpAction>;
 
-export const OpStatus = z.enum(["queued", "scheduling", "dispatched", "running", "succeeded", "failed", "cancelled"]);
+export const OpStatus = z.enum([
+  "queued",
+  "scheduling",
+  "dispatched",
+  "running",
+  "succeeded",
+  "failed",
+  "cancelled",
+]);
 export type OpStatus = z.infer<typeof OpStatus>;
 
 export const TERMINAL_OP_STATUSES: readonly OpStatus[] = ["succeeded", "failed", "cancelled"];
@@ -54,19 +62,19 @@ export const Name = z
   .string()
   .min(1)
   .max(63)
-  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, "lowercase letters, digits and '-', not starting or ending with '-'");
+  .regex(
+    /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/,
+    "lowercase letters, digits and '-', not starting or ending with '-'",
+  );
 
 /** Devices by model, e.g. `{ "nvidia-a100": 2 }`. */
 export const DeviceCounts = z.record(
-  z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
+  z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "device models are letters, digits, _ and -"),
   z.number().int().min(0).max(1024),
 );
 export type DeviceCounts = z.infer<typeof DeviceCounts>;
 
-export const Labels = z.record(
-  z.string().regex(/^[a-z0-9][a-z0-9./_-]{0,62}$/),
-  z.string().max(128),
-);
+export const Labels = z.record(z.string().regex(/^[a-z0-9][a-z0-9./_-]{0,62}$/), z.string().max(128));
 export type Labels = z.infer<typeof Labels>;
 
 /** An error with a stable code, as stored on operations and returned to callers. */

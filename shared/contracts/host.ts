@@ -3,7 +3,11 @@ import { DeviceCounts, HostState, HypervisorKind, Labels, Name } from "./common.
 
 export const HostCapacity = z.strictObject({
   vcpus: z.number().int().min(1).max(100_000),
-  memoryMiB: z.number().int().min(64).max(1024 * 1024 * 1024),
+  memoryMiB: z
+    .number()
+    .int()
+    .min(64)
+    .max(1024 * 1024 * 1024),
   devices: DeviceCounts.optional(),
 });
 export type HostCapacity = z.infer<typeof HostCapacity>;
@@ -15,7 +19,11 @@ export const AllocationRatios = z.strictObject({
 });
 export type AllocationRatios = z.infer<typeof AllocationRatios>;
 
-export const Allocated = z.object({ vcpus: z.number().int(), memoryMiB: z.number().int(), devices: DeviceCounts });
+export const Allocated = z.object({
+  vcpus: z.number().int(),
+  memoryMiB: z.number().int(),
+  devices: DeviceCounts,
+});
 export type Allocated = z.infer<typeof Allocated>;
 
 export const Host = z
@@ -67,4 +75,6 @@ export const PatchHost = z
   .meta({ id: "PatchHost" });
 export type PatchHost = z.infer<typeof PatchHost>;
 
-export const HostList = z.object({ items: z.array(Host), nextCursor: z.string().nullable() }).meta({ id: "HostList" });
+export const HostList = z
+  .object({ items: z.array(Host), nextCursor: z.string().nullable() })
+  .meta({ id: "HostList" });

@@ -1,10 +1,24 @@
 import { z } from "zod";
-import { DeviceCounts, ErrorInfo, HypervisorKind, Labels, Name, OpAction, OpStatus, VmAction, VmState } from "./common.ts";
+import {
+  DeviceCounts,
+  ErrorInfo,
+  HypervisorKind,
+  Labels,
+  Name,
+  OpAction,
+  OpStatus,
+  VmAction,
+  VmState,
+} from "./common.ts";
 
 /** What a VM is made of. Shared by single VMs, cluster members and agent commands. */
 export const VmSpec = z.strictObject({
   vcpus: z.number().int().min(1).max(512),
-  memoryMiB: z.number().int().min(16).max(16 * 1024 * 1024),
+  memoryMiB: z
+    .number()
+    .int()
+    .min(16)
+    .max(16 * 1024 * 1024),
   /** Base image to overlay (copy-on-write) on the host; diskless when absent. */
   image: z
     .string()
@@ -80,6 +94,7 @@ export type VmActionRequest = z.infer<typeof VmActionRequest>;
 export const CreateVmResponse = z.object({ vm: Vm, operation: Operation }).meta({ id: "CreateVmResponse" });
 export const OperationResponse = z.object({ operation: Operation }).meta({ id: "OperationResponse" });
 
-export const Page = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item), nextCursor: z.string().nullable() });
+export const Page = <T extends z.ZodType>(item: T) =>
+  z.object({ items: z.array(item), nextCursor: z.string().nullable() });
 export const VmList = Page(Vm).meta({ id: "VmList" });
 export const OperationList = Page(Operation).meta({ id: "OperationList" });

@@ -25,7 +25,11 @@ export async function signCommand(cmd: AgentCommand, signer: SigningKey): Promis
 }
 
 /** Verifies a command for this agent's site: refuses unsigned, tampered, expired and foreign-site commands. */
-export async function verifyCommand(token: string, controlPlaneKey: CryptoKey, site: string): Promise<AgentCommand> {
+export async function verifyCommand(
+  token: string,
+  controlPlaneKey: CryptoKey,
+  site: string,
+): Promise<AgentCommand> {
   const payload = await verifyOrThrow(token, controlPlaneKey, CONTROL_PLANE_ISSUER, agentIssuer(site));
   const parsed = AgentCommand.safeParse(payload.cmd);
   if (!parsed.success) throw new SignatureError(ErrorCode.commandRejected, "command payload is malformed");
@@ -62,11 +66,19 @@ export async function verifyReport(
   }
   const site = iss?.startsWith("usher-agent:") ? iss.slice("usher-agent:".length) : undefined;
   const key = site ? agentKeyForSite(site) : undefined;
-  if (!site || !key) throw new SignatureError(ErrorCode.reportRejected, `report from unknown issuer ${iss ?? "(none)"}`);
-  const payload = await verifyOrThrow(token, key, agentIssuer(site), CONTROL_PLANE_ISSUER, ErrorCode.reportRejected);
+  if (!site || !key)
+    throw new SignatureError(ErrorCode.reportRejected, `report from unknown issuer ${iss ?? "(none)"}`);
+  const payload = await verifyOrThrow(
+    token,
+    key,
+    agentIssuer(site),
+    CONTROL_PLANE_ISSUER,
+    ErrorCode.reportRejected,
+  );
   const parsed = AgentReport.safeParse(payload.report);
   if (!parsed.success) throw new SignatureError(ErrorCode.reportRejected, "report payload is malformed");
-  if (parsed.data.site !== site) throw new SignatureError(ErrorCode.reportRejected, "report speaks for another site");
+  if (parsed.data.site !== site)
+    throw new SignatureError(ErrorCode.reportRejected, "report speaks for another site");
   return { site, report: parsed.data };
 }
 
@@ -78,7 +90,12 @@ async function verifyOrThrow(
   code: typeof ErrorCode.commandRejected | typeof ErrorCode.reportRejected = ErrorCode.commandRejected,
 ) {
   try {
-    const { payload } = await jwtVerify(token, key, { algorithms: ["EdDSA"], issuer, audience, requiredClaims: ["exp"] });
+    const { payload } = await jwtVerify(token, key, {
+      algorithms: ["EdDSA"],
+      issuer,
+      audience,
+      requiredClaims: ["exp"],
+    });
     return payload;
   } catch (cause) {
     const reason =

@@ -1,0 +1,58 @@
+/**
+ * Lambda-shaped SQS handlers. Each record is handled on its own and failures are reported per record
+ * (Powertools' partial batch response), so one bad record never makes SQS redeliver the whole batch.
+ */
+import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import { OpsMessage } from "../../shared/contracts/messages.ts";
+import type { Deps } from "../../shared/services/context.ts";
+import { handleReport } from "../../shared/services/results.ts";
+import { scheduleOperation } from "../../shared/services/scheduling.ts";
+import { sweep } from "../../shared/services/sweep.ts";
+
+export type SqsHandler = (event: SQSEvent) => Promise<SQSBatchResponse>;
+
+function batchHandler(deps: Deps, name: string, handle: (record: SQSRecord) => Promise<void>): SqsHandler {
+  return async (event) => {
+    const processor = new BatchProcessor(EventType.SQS);
+    return processPartialResponse(
+      event,
+      async (record: SQSRecord) => {
+        try {
+          await handle(record);
+        } catch (err) {
+          deps.log.error(`${name} record failed; it will be redelivered`, {
+            err,
+            messageId: record.messageId,
+          });
+          throw err;
+        }
+      },
+      processor,
+      { throwOnFullBatchFailure: false },
+    );
+  };
+}
+
+/** `ops` queue → scheduling. A malformed body is logged and dropped (it can never succeed). */
+export function createSchedulerHandler(deps: Deps): SqsHandler {
+  return batchHandler(deps, "scheduler", async (record) => {
+    let msg: OpsMessage;
+    try {
+      msg = OpsMessage.parse(JSON.parse(record.body));
+    } catch (err) {
+      return deps.log.error("malformed ops message dropped", { err, messageId: record.messageId });
+    }
+    await scheduleOperation(deps, msg);
+  });
+}
+
+/** `results` queue → recording agent reports. */
+export function createResultsHandler(deps: Deps): SqsHandler {
+  return batchHandler(deps, "results", (record) => handleReport(deps, record.body.trim()));
+}
+
+/** Scheduled (EventBridge) → the sweep. */
+export function createSweepHandler(deps: Deps) {
+  return async () => sweep(deps);
+}

@@ -1,0 +1,33 @@
+import type { Logger } from "../log.ts";
+import type { QueueClient } from "../queue/sqs.ts";
+import type { SigningKey } from "../signing/keys.ts";
+import type { Db } from "../store/client.ts";
+
+/** What every control-plane service needs. Built once per process by `createControlPlane`. */
+export type Deps = {
+  db: Db;
+  queues: QueueClient;
+  /** Signs agent commands. */
+  signer: SigningKey;
+  /** Verifies agent reports: the public key of each site's agent. */
+  agentKey: (site: string) => CryptoKey | undefined;
+  log: Logger;
+  now: () => Date;
+  config: {
+    defaultSite: string;
+    opTimeoutSeconds: number;
+    idempotencyTtlSeconds: number;
+    /** Re-send a queued or scheduling operation whose message seems lost after this long. */
+    resendAfterSeconds: number;
+    /** Re-send the command of an operation the agent has not acknowledged after this long. */
+    redispatchAfterSeconds: number;
+    /** After its deadline, how long a dispatched operation may still report before the sweep fails it. */
+    deadlineGraceSeconds: number;
+  };
+};
+
+export const DEFAULT_SERVICE_CONFIG = {
+  resendAfterSeconds: 10,
+  redispatchAfterSeconds: 30,
+  deadlineGraceSeconds: 30,
+} as const;

@@ -1,0 +1,171 @@
+/** Host registry (admin): register, update, list. Capacity counters are kept consistent with claims. */
+import type { CreateHost, Host, PatchHost } from "../contracts/host.ts";
+import { ConflictError, ErrorCode, NotFoundError } from "../errors.ts";
+import { getItem, type Page, putOf, queryAll, queryPage, transact, updateOf } from "../store/base.ts";
+import { failedConditions } from "../store/errors.ts";
+import { type HostItem, hostView, limitsOf } from "../store/items.ts";
+import { keys } from "../store/keys.ts";
+import type { Deps } from "./context.ts";
+import { eventItem } from "./events.ts";
+
+export async function createHost(
+  deps: Deps,
+  actor: string,
+  requestId: string,
+  body: CreateHost,
+): Promise<Host> {
+  const now = deps.now().toISOString();
+  const ratios = { cpu: body.ratios?.cpu ?? 1, memory: body.ratios?.memory ?? 1 };
+  const limits = limitsOf(body.capacity, ratios);
+  const host: HostItem = {
+    type: "host",
+    id: body.id,
+    site: body.site,
+    kind: body.kind,
+    address: body.address,
+    capacity: body.capacity,
+    ratios,
+    ...limits,
+    freeVcpus: limits.limitVcpus,
+    freeMemoryMiB: limits.limitMemoryMiB,
+    freeDevices: { ...limits.limitDevices },
+    labels: body.labels ?? {},
+    state: body.state ?? "enabled",
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+  };
+  try {
+    await transact(deps.db, [
+      // Host ids are unique: registering an existing id is a conflict, never an overwrite of its counters.
+      {
+        Put: putOf(
+          deps.db.table,
+          { ...host, ...keys.host(host.id), ...keys.hostIndex(host.site, host.id) },
+          { expr: "attribute_not_exists(pk)" },
+        ),
+      },
+      eventItem(deps, {
+        subjectPk: keys.host(host.id).pk,
+        type: "host.registered",
+        requestId,
+        actor,
+        data: { site: host.site, kind: host.kind },
+      }),
+    ]);
+  } catch (err) {
+    if (failedConditions(err)?.includes(0))
+      throw new ConflictError(ErrorCode.conflict, `host ${host.id} already exists`);
+    throw err;
+  }
+  return hostView(host);
+}
+
+export async function getHostItem(deps: Deps, id: string, consistent = true): Promise<HostItem | undefined> {
+  return getItem<HostItem>(deps.db, keys.host(id), consistent);
+}
+
+export async function getHost(deps: Deps, id: string): Promise<Host> {
+  const host = await getHostItem(deps, id);
+  if (!host) throw new NotFoundError("host", id);
+  return hostView(host);
+}
+
+export async function listHosts(
+  deps: Deps,
+  site: string | undefined,
+  page: { limit: number; cursor?: string | undefined },
+): Promise<Page<Host>> {
+  const out = await queryPage<HostItem>(
+    deps.db,
+    {
+      IndexName: "gsi1",
+      KeyConditionExpression: site ? "gsi1pk = :pk AND begins_with(gsi1sk, :site)" : "gsi1pk = :pk",
+      ExpressionAttributeValues: { ":pk": "HOSTS", ...(site ? { ":site": `${site}#` } : {}) },
+    },
+    page,
+  );
+  return { items: out.items.map(hostView), nextCursor: out.nextCursor };
+}
+
+/** Every host of a site (the scheduler's snapshot). Read from the index: eventually consistent. */
+export async function siteHosts(deps: Deps, site: string): Promise<HostItem[]> {
+  return queryAll<HostItem>(deps.db, {
+    IndexName: "gsi1",
+    KeyConditionExpression: "gsi1pk = :pk AND begins_with(gsi1sk, :site)",
+    ExpressionAttributeValues: { ":pk": "HOSTS", ":site": `${site}#` },
+  });
+}
+
+/**
+ * Changes a host. New capacity or ratios move the limits, and the free counters by the same amount;
+ * a change that would leave less than is already claimed is refused.
+ */
+export async function patchHost(
+  deps: Deps,
+  actor: string,
+  requestId: string,
+  id: string,
+  patch: PatchHost,
+): Promise<Host> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const host = await getHostItem(deps, id);
+    if (!host) throw new NotFoundError("host", id);
+    const capacity = patch.capacity ?? host.capacity;
+    const ratios = { ...host.ratios, ...(patch.ratios ?? {}) };
+    const limits = limitsOf(capacity, ratios);
+    const freeDevices: Record<string, number> = {};
+    for (const model of new Set([...Object.keys(limits.limitDevices), ...Object.keys(host.limitDevices)])) {
+      freeDevices[model] =
+        (limits.limitDevices[model] ?? 0) -
+        ((host.limitDevices[model] ?? 0) - (host.freeDevices[model] ?? 0));
+    }
+    const next = {
+      ...limits,
+      freeVcpus: host.freeVcpus + (limits.limitVcpus - host.limitVcpus),
+      freeMemoryMiB: host.freeMemoryMiB + (limits.limitMemoryMiB - host.limitMemoryMiB),
+      freeDevices,
+    };
+    if (next.freeVcpus < 0 || next.freeMemoryMiB < 0 || Object.values(freeDevices).some((n) => n < 0)) {
+      throw new ConflictError(
+        ErrorCode.conflict,
+        "new capacity is below what is already allocated on this host",
+      );
+    }
+    const set = {
+      ...next,
+      capacity,
+      ratios,
+      ...(patch.state ? { state: patch.state } : {}),
+      ...(patch.labels ? { labels: patch.labels } : {}),
+      ...(patch.address ? { address: patch.address } : {}),
+      version: host.version + 1,
+      updatedAt: deps.now().toISOString(),
+    };
+    try {
+      await transact(deps.db, [
+        // Optimistic: the free counters were computed from this version; a claim in between retries.
+        {
+          Update: updateOf(
+            deps.db.table,
+            keys.host(id),
+            { set },
+            { expr: "version = :v", values: { ":v": host.version } },
+          ),
+        },
+        eventItem(deps, {
+          subjectPk: keys.host(id).pk,
+          type: "host.updated",
+          requestId,
+          actor,
+          data: { patch },
+        }),
+      ]);
+      return hostView({ ...host, ...set });
+    } catch (err) {
+      if (failedConditions(err)?.includes(0)) continue;
+      throw err;
+    }
+  }
+  throw new ConflictError(ErrorCode.conflict, `host ${id} is changing too often; try again`);
+}

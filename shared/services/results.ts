@@ -1,0 +1,140 @@
+/**
+ * The results consumer's service: verifies an agent's signed report, checks it speaks for hosts of
+ * the agent's own site, and records it: progress, the outcome of an operation, or an inventory.
+ */
+
+import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import type { AgentInventory, AgentResult } from "../contracts/messages.ts";
+import { ErrorCode, SignatureError } from "../errors.ts";
+import { verifyReport } from "../signing/envelopes.ts";
+import { transact, updateOf } from "../store/base.ts";
+import { failedConditions, isConditionFailed } from "../store/errors.ts";
+import { keys } from "../store/keys.ts";
+import type { Deps } from "./context.ts";
+import { eventItem } from "./events.ts";
+import { finishOperation } from "./finish.ts";
+import { getHostItem } from "./hosts.ts";
+import { getOpItem, isTerminal } from "./operations.ts";
+import { getVmItem } from "./vms.ts";
+
+/** Handles one `results` message (a compact JWS). Refused reports are logged and dropped, never retried. */
+export async function handleReport(deps: Deps, token: string): Promise<void> {
+  let verified: Awaited<ReturnType<typeof verifyReport>>;
+  try {
+    verified = await verifyReport(token, deps.agentKey);
+  } catch (err) {
+    if (err instanceof SignatureError)
+      return deps.log.error("agent report refused", { err, details: err.details });
+    throw err;
+  }
+  const { site, report } = verified;
+  if (report.type === "inventory") return recordInventory(deps, site, report);
+  return recordResult(deps, site, report);
+}
+
+async function recordResult(deps: Deps, site: string, r: AgentResult): Promise<void> {
+  const log = deps.log.child({ opId: r.opId, requestId: r.requestId, vmId: r.vmId, hostId: r.hostId, site });
+  const op = await getOpItem(deps, r.opId);
+  if (!op) return log.warn("result for an unknown operation dropped");
+  const host = await getHostItem(deps, r.hostId);
+  // An agent speaks only for its own site's hosts, and only about the operation sent to that host.
+  if (!host || host.site !== site || op.hostId !== r.hostId || op.vmId !== r.vmId) {
+    return log.error("result refused: host, site or VM do not match the operation", { opHostId: op.hostId });
+  }
+  if (isTerminal(op)) return log.debug("result for a finished operation ignored", { status: r.status });
+  if (r.status === "running") {
+    try {
+      await transact(deps.db, [
+        {
+          // Progress only moves a dispatched operation forward; it never revives a finished one.
+          Update: updateOf(
+            deps.db.table,
+            keys.op(op.id),
+            {
+              set: {
+                status: "running",
+                updatedAt: deps.now().toISOString(),
+                ...(r.progressPercent === undefined ? {} : { progressPercent: r.progressPercent }),
+              },
+            },
+            {
+              expr: "#s IN (:d, :r)",
+              names: { "#s": "status" },
+              values: { ":d": "dispatched", ":r": "running" },
+            },
+          ),
+        },
+        ...(op.status === "dispatched"
+          ? [
+              eventItem(deps, {
+                subjectPk: keys.vm(op.vmId).pk,
+                project: op.project,
+                type: "op.running",
+                requestId: op.requestId,
+                opId: op.id,
+                data: { hostId: r.hostId },
+              }),
+            ]
+          : []),
+      ]);
+    } catch (err) {
+      if (!failedConditions(err)?.length) throw err;
+    }
+    return;
+  }
+  if (r.finalHostId && r.finalHostId !== r.hostId) {
+    const vm = await getVmItem(deps, op.vmId);
+    const target = await getHostItem(deps, r.finalHostId);
+    if (!vm || vm.migrationHostId !== r.finalHostId || target?.site !== site) {
+      return log.error("result refused: migration target does not match the operation", {
+        finalHostId: r.finalHostId,
+      });
+    }
+  }
+  const vm = await getVmItem(deps, op.vmId);
+  const outcome =
+    r.status === "succeeded"
+      ? { ok: true as const, powerState: r.powerState, finalHostId: r.finalHostId }
+      : {
+          ok: false as const,
+          error: r.error ?? { code: ErrorCode.driverFailed, message: "the agent reported a failure" },
+          powerState: r.powerState,
+        };
+  await finishOperation(deps, op, vm, outcome, { dispatched: true });
+}
+
+async function recordInventory(deps: Deps, site: string, inv: AgentInventory): Promise<void> {
+  const at = inv.at;
+  for (const h of inv.hosts) {
+    try {
+      await deps.db.doc.send(
+        new UpdateCommand(
+          updateOf(
+            deps.db.table,
+            keys.host(h.hostId),
+            {
+              set: {
+                lastHeartbeatAt: at,
+                inventory: {
+                  reachable: h.reachable,
+                  domains: h.domains.length,
+                  free: h.free,
+                  load: h.load,
+                  at,
+                },
+              },
+            },
+            // Only a registered host of the reporting agent's own site.
+            { expr: "attribute_exists(pk) AND site = :site", values: { ":site": site } },
+          ),
+        ),
+      );
+    } catch (err) {
+      if (!isConditionFailed(err)) throw err;
+      deps.log.warn("inventory for a host that is not registered in this site ignored", {
+        hostId: h.hostId,
+        site,
+      });
+    }
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * The sweep, run on a schedule: nothing is lost and nothing waits forever. It re-sends operations
+ * whose queue message seems lost, re-sends commands an agent never acknowledged, and fails
+ * operations past their deadline with `deadline_exceeded`.
+ */
+
+import { ErrorCode } from "../errors.ts";
+import { queryAll } from "../store/base.ts";
+import type { OpItem } from "../store/items.ts";
+import type { Deps } from "./context.ts";
+import { finishOperation } from "./finish.ts";
+import { getHostItem } from "./hosts.ts";
+import { enqueueOps } from "./operations.ts";
+import { dispatch } from "./scheduling.ts";
+import { getVmItem } from "./vms.ts";
+
+export type SweepReport = { open: number; resent: number; redispatched: number; expired: number };
+
+export async function sweep(deps: Deps): Promise<SweepReport> {
+  const now = deps.now().getTime();
+  const open = await queryAll<OpItem>(deps.db, {
+    IndexName: "gsi2",
+    KeyConditionExpression: "gsi2pk = :pk",
+    ExpressionAttributeValues: { ":pk": "OPEN" },
+  });
+  const report: SweepReport = { open: open.length, resent: 0, redispatched: 0, expired: 0 };
+  const age = (op: OpItem) => (now - Date.parse(op.updatedAt)) / 1000;
+  const firstPerVm = new Map<string, OpItem>();
+  for (const op of open) {
+    const prev = firstPerVm.get(op.vmId);
+    if (!prev || op.seq < prev.seq) firstPerVm.set(op.vmId, op);
+  }
+  const resend: OpItem[] = [];
+  for (const op of open) {
+    const pastDeadline = now > Date.parse(op.deadline);
+    const withAgent = op.status === "dispatched" || op.status === "running";
+    try {
+      if (
+        pastDeadline &&
+        (!withAgent || now > Date.parse(op.deadline) + deps.config.deadlineGraceSeconds * 1000)
+      ) {
+        const vm = await getVmItem(deps, op.vmId);
+        // Only the operation whose turn it is may move the VM; later ones fail without touching it.
+        const mine = vm && vm.doneSeq === op.seq - 1 ? vm : undefined;
+        const message = withAgent
+          ? "the agent did not report within the deadline; the VM's state is unknown until reconciled"
+          : "the operation's deadline passed before it could run";
+        if (
+          await finishOperation(
+            deps,
+            op,
+            mine,
+            { ok: false, error: { code: ErrorCode.deadlineExceeded, message } },
+            { dispatched: withAgent },
+          )
+        )
+          report.expired++;
+      } else if (
+        (op.status === "queued" || op.status === "scheduling") &&
+        firstPerVm.get(op.vmId) === op &&
+        age(op) > deps.config.resendAfterSeconds
+      ) {
+        resend.push(op);
+      } else if (op.status === "dispatched" && age(op) > deps.config.redispatchAfterSeconds) {
+        await redispatch(deps, op);
+        report.redispatched++;
+      }
+    } catch (err) {
+      deps.log.error("sweep could not handle an operation", { err, opId: op.id, requestId: op.requestId });
+    }
+  }
+  await enqueueOps(deps, resend);
+  report.resent = resend.length;
+  if (report.resent || report.redispatched || report.expired) deps.log.info("sweep", report);
+  return report;
+}
+
+/** Sends the command again; the agent recognises work it already did by the VM id in the domain's metadata. */
+async function redispatch(deps: Deps, op: OpItem): Promise<void> {
+  const vm = await getVmItem(deps, op.vmId);
+  const host = op.hostId ? await getHostItem(deps, op.hostId) : undefined;
+  if (!vm || !host) return;
+  const target =
+    op.action === "migrate" && vm.migrationHostId ? await getHostItem(deps, vm.migrationHostId) : undefined;
+  deps.log.warn("re-sending a command the agent has not acknowledged", {
+    opId: op.id,
+    requestId: op.requestId,
+    hostId: host.id,
+  });
+  await dispatch(deps, { ...op, attempts: op.attempts + 1 }, vm, host, target);
+}

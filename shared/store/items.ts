@@ -1,0 +1,195 @@
+/**
+ * Item shapes as stored, and their public views. Internal bookkeeping (sequence numbers, free
+ * capacity counters) stays here and never reaches the API.
+ */
+
+import type { Cluster } from "../contracts/cluster.ts";
+import type {
+  DeviceCounts,
+  ErrorInfo,
+  HostState,
+  HypervisorKind,
+  Labels,
+  OpAction,
+  OpStatus,
+  VmState,
+} from "../contracts/common.ts";
+import type { AllocationRatios, Host, HostCapacity } from "../contracts/host.ts";
+import type { Operation, Vm, VmSpec } from "../contracts/vm.ts";
+
+export type VmItem = {
+  type: "vm";
+  id: string;
+  name: string;
+  project: string;
+  owner: string;
+  clusterId?: string;
+  site: string;
+  spec: VmSpec;
+  labels: Labels;
+  state: VmState;
+  /** Host holding this VM's capacity claim; absent when it holds none. */
+  hostId?: string;
+  /** During a migration: the host holding the second claim. */
+  migrationHostId?: string;
+  /** Sequence number of the last operation submitted for this VM. */
+  opSeq: number;
+  /** Sequence number of the last operation that finished; operation `doneSeq + 1` may run. */
+  doneSeq: number;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+};
+
+export type OpItem = {
+  type: "op";
+  id: string;
+  vmId: string;
+  action: OpAction;
+  args: Record<string, unknown>;
+  status: OpStatus;
+  requester: string;
+  project: string;
+  requestId: string;
+  site: string;
+  attempts: number;
+  seq: number;
+  deadline: string;
+  hostId?: string;
+  error?: ErrorInfo;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt?: string;
+};
+
+export type HostItem = {
+  type: "host";
+  id: string;
+  site: string;
+  kind: HypervisorKind;
+  address: string;
+  capacity: HostCapacity;
+  ratios: AllocationRatios;
+  /** floor(capacity × ratio); devices are never overcommitted. */
+  limitVcpus: number;
+  limitMemoryMiB: number;
+  limitDevices: DeviceCounts;
+  /** What may still be claimed. Claims decrement these under a `>=` condition; releases add back. */
+  freeVcpus: number;
+  freeMemoryMiB: number;
+  freeDevices: DeviceCounts;
+  labels: Labels;
+  state: HostState;
+  lastHeartbeatAt?: string;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+};
+
+export type ClaimItem = {
+  type: "claim";
+  hostId: string;
+  vmId: string;
+  opId: string;
+  vcpus: number;
+  memoryMiB: number;
+  devices: DeviceCounts;
+  createdAt: string;
+};
+
+export type ClusterItem = {
+  type: "cluster";
+  id: string;
+  name: string;
+  project: string;
+  owner: string;
+  site: string;
+  vmIds: string[];
+  createdAt: string;
+};
+
+export function vmView(item: VmItem): Vm {
+  return {
+    id: item.id,
+    name: item.name,
+    project: item.project,
+    owner: item.owner,
+    clusterId: item.clusterId ?? null,
+    site: item.site,
+    spec: item.spec,
+    labels: item.labels ?? {},
+    state: item.state,
+    hostId: item.hostId ?? null,
+    version: item.version,
+    createdAt: item.createdAt,
+    updatedAt: item.updatedAt,
+  };
+}
+
+export function opView(item: OpItem): Operation {
+  return {
+    id: item.id,
+    vmId: item.vmId,
+    action: item.action,
+    args: item.args ?? {},
+    status: item.status,
+    requester: item.requester,
+    project: item.project,
+    requestId: item.requestId,
+    attempts: item.attempts,
+    seq: item.seq,
+    deadline: item.deadline,
+    hostId: item.hostId ?? null,
+    error: item.error ?? null,
+    createdAt: item.createdAt,
+    updatedAt: item.updatedAt,
+    finishedAt: item.finishedAt ?? null,
+  };
+}
+
+export function hostView(item: HostItem): Host {
+  const devices: DeviceCounts = {};
+  for (const [model, limit] of Object.entries(item.limitDevices ?? {}))
+    devices[model] = limit - (item.freeDevices?.[model] ?? 0);
+  return {
+    id: item.id,
+    site: item.site,
+    kind: item.kind,
+    address: item.address,
+    capacity: item.capacity,
+    ratios: item.ratios,
+    limits: { vcpus: item.limitVcpus, memoryMiB: item.limitMemoryMiB, devices: item.limitDevices ?? {} },
+    allocated: {
+      vcpus: item.limitVcpus - item.freeVcpus,
+      memoryMiB: item.limitMemoryMiB - item.freeMemoryMiB,
+      devices,
+    },
+    labels: item.labels ?? {},
+    state: item.state,
+    lastHeartbeatAt: item.lastHeartbeatAt ?? null,
+    version: item.version,
+    createdAt: item.createdAt,
+    updatedAt: item.updatedAt,
+  };
+}
+
+export function clusterView(item: ClusterItem): Cluster {
+  return {
+    id: item.id,
+    name: item.name,
+    project: item.project,
+    owner: item.owner,
+    site: item.site,
+    vmIds: item.vmIds,
+    createdAt: item.createdAt,
+  };
+}
+
+/** Limits from capacity and ratios. */
+export function limitsOf(capacity: HostCapacity, ratios: AllocationRatios) {
+  return {
+    limitVcpus: Math.floor(capacity.vcpus * ratios.cpu),
+    limitMemoryMiB: Math.floor(capacity.memoryMiB * ratios.memory),
+    limitDevices: { ...(capacity.devices ?? {}) },
+  };
+}
