@@ -1,0 +1,229 @@
+/**
+ * The bridge agent: long-polls its site's command queue, runs verified commands on its hosts'
+ * drivers (command.ts), and reports inventory on a period. `start()` and `stop()` are safe to call
+ * twice; every pass of the loop re-arms itself, and a failed pass is logged and retried with backoff.
+ */
+import type { SQSClient } from "@aws-sdk/client-sqs";
+import { createLogger, type Logger } from "../shared/log.ts";
+import { importEd25519 } from "../shared/signing/index.ts";
+import { type CommandDeps, handleCommand, type InFlight } from "./command.ts";
+import type { AgentConfig } from "./config.ts";
+import type { HypervisorDriver } from "./drivers/driver.ts";
+import { createDriver } from "./drivers/registry.ts";
+import { SimWorld } from "./drivers/sim-world.ts";
+import { collectInventory } from "./inventory.ts";
+import { DEFAULT_SEND_RETRY, Reporter, type RetryPolicy } from "./reporter.ts";
+import { sleep } from "./sleep.ts";
+import { createSqsClient, type ReceivedMessage, Sqs } from "./sqs.ts";
+
+export type AgentDeps = {
+  /** Where logs go; JSON lines on stdout at the config's level when absent. */
+  logger?: Logger;
+  /** The world of the sim hosts; a new one when absent (tests pass theirs to look inside). */
+  simWorld?: SimWorld;
+  /** An SQS client to use instead of one built from the config (it is not destroyed on stop). */
+  sqsClient?: SQSClient;
+  /** Retries of result sends. */
+  sendRetry?: RetryPolicy;
+};
+
+/** The longest an inventory call may take before its host is reported unreachable. */
+const INVENTORY_TIMEOUT_MS = 10_000;
+
+export class Agent {
+  private readonly config: AgentConfig;
+  private readonly log: Logger;
+  private readonly simWorld: SimWorld;
+  private readonly sqs: Sqs;
+  private readonly ownsClient: boolean;
+  private readonly sendRetry: RetryPolicy;
+  private readonly drivers = new Map<string, HypervisorDriver>();
+  private readonly ops = new Map<string, { op: InFlight; done: Promise<void> }>();
+  private readonly halt = new AbortController();
+  private deps: CommandDeps | undefined;
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  private loop: Promise<void> | undefined;
+  private inventoryTimer: NodeJS.Timeout | undefined;
+  private inventoryRun: Promise<void> | undefined;
+
+  constructor(config: AgentConfig, deps: AgentDeps = {}) {
+    this.config = config;
+    const ids = { component: "bridge-agent", agentId: config.agentId, site: config.site };
+    this.log = deps.logger ? deps.logger.child(ids) : createLogger(ids, { level: config.logLevel });
+    this.simWorld = deps.simWorld ?? new SimWorld();
+    this.sqs = new Sqs(deps.sqsClient ?? createSqsClient(config));
+    this.ownsClient = !deps.sqsClient;
+    this.sendRetry = deps.sendRetry ?? DEFAULT_SEND_RETRY;
+  }
+
+  /** Commands being worked on right now. */
+  get inFlight(): number {
+    return this.ops.size;
+  }
+
+  /** Imports keys, makes a driver per host, then starts polling and reporting inventory. */
+  start(): Promise<void> {
+    this.starting ??= this.doStart();
+    return this.starting;
+  }
+
+  /**
+   * Stops receiving, waits up to shutdownGraceSeconds for operations in flight, hands the rest back
+   * to the queue (visibility 0) and closes the drivers.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStart(): Promise<void> {
+    const controlPlaneKey = (await importKey(this.config.controlPlanePublicKey, "controlPlanePublicKey")).key;
+    const signer = await importKey(this.config.signingKey, "signingKey");
+    for (const host of this.config.hosts)
+      this.drivers.set(host.id, createDriver(host, { simWorld: this.simWorld }));
+    const reporter = new Reporter({
+      sqs: this.sqs,
+      queueUrl: this.config.sqs.resultsQueueUrl,
+      site: this.config.site,
+      signer,
+      retry: this.sendRetry,
+    });
+    this.deps = {
+      config: this.config,
+      sqs: this.sqs,
+      reporter,
+      drivers: this.drivers,
+      controlPlaneKey,
+      logger: this.log,
+    };
+    if (this.halt.signal.aborted) return; // stopped while starting
+    this.inventoryTick();
+    this.loop = this.pollLoop();
+    this.log.info("agent started", { hosts: this.config.hosts.map((h) => `${h.id}:${h.kind}`) });
+  }
+
+  private async doStop(): Promise<void> {
+    this.halt.abort(new Error("agent stopping"));
+    await this.starting?.catch(() => {});
+    clearTimeout(this.inventoryTimer);
+    await this.loop;
+    const graceOver = new AbortController();
+    const grace = sleep(this.config.shutdownGraceSeconds * 1000, graceOver.signal).then(
+      () => "grace over" as const,
+      () => "drained" as const,
+    );
+    const drained = Promise.all([...this.ops.values()].map((o) => o.done)).then(() => "drained" as const);
+    const outcome = await Promise.race([grace, drained]);
+    graceOver.abort();
+    if (outcome === "grace over") await this.handBack();
+    await Promise.all([...this.ops.values()].map((o) => o.done));
+    await this.inventoryRun;
+    for (const driver of this.drivers.values())
+      await driver.close().catch((err) => this.log.warn("driver close failed", { err }));
+    if (this.ownsClient) this.sqs.close();
+    this.log.info("agent stopped");
+  }
+
+  private async handBack(): Promise<void> {
+    await Promise.all(
+      [...this.ops.values()].map(async ({ op, done }) => {
+        op.handedBack = true;
+        op.abort.abort(new Error("agent stopping"));
+        await done; // the handler stops extending visibility before the message is handed back
+        try {
+          await this.sqs.changeVisibility(this.config.sqs.commandQueueUrl, op.msg.receiptHandle, 0);
+          this.log.warn("command handed back", { messageId: op.msg.messageId });
+        } catch (err) {
+          this.log.warn("command not handed back; it returns after its visibility timeout", { err });
+        }
+      }),
+    );
+  }
+
+  private async pollLoop(): Promise<void> {
+    let failures = 0;
+    while (!this.halt.signal.aborted) {
+      try {
+        await this.pass();
+        failures = 0;
+      } catch (err) {
+        if (this.halt.signal.aborted) break;
+        failures++;
+        this.log.error("receive failed", { err, failures });
+        await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)), this.halt.signal).catch(() => {});
+      }
+    }
+  }
+
+  /** One pass: wait for a free slot (backpressure), then receive at most as many commands as slots. */
+  private async pass(): Promise<void> {
+    const free = this.config.maxConcurrentOps - this.ops.size;
+    if (free <= 0) {
+      let onHalt = () => {};
+      const halted = new Promise<void>((r) => {
+        onHalt = r;
+        this.halt.signal.addEventListener("abort", onHalt, { once: true });
+      });
+      await Promise.race([...[...this.ops.values()].map((o) => o.done), halted]);
+      this.halt.signal.removeEventListener("abort", onHalt);
+      return;
+    }
+    const messages = await this.sqs.receive(this.config.sqs.commandQueueUrl, {
+      maxMessages: Math.min(10, free),
+      waitSeconds: this.config.pollWaitSeconds,
+      visibilityTimeoutSeconds: this.config.visibilityTimeoutSeconds,
+      signal: this.halt.signal,
+    });
+    for (const msg of messages) this.track(msg);
+  }
+
+  private track(msg: ReceivedMessage): void {
+    const deps = this.deps;
+    if (!deps) return;
+    const op: InFlight = { msg, abort: new AbortController(), handedBack: false };
+    const done = handleCommand(op, deps)
+      .catch((err) => this.log.error("command handling failed", { messageId: msg.messageId, err }))
+      .finally(() => this.ops.delete(msg.receiptHandle));
+    this.ops.set(msg.receiptHandle, { op, done });
+  }
+
+  /** Sends an inventory report now and re-arms itself every inventoryIntervalSeconds. */
+  private inventoryTick(): void {
+    if (this.halt.signal.aborted) return;
+    this.inventoryRun = this.sendInventory().finally(() => {
+      if (!this.halt.signal.aborted) {
+        this.inventoryTimer = setTimeout(
+          () => this.inventoryTick(),
+          this.config.inventoryIntervalSeconds * 1000,
+        );
+      }
+    });
+  }
+
+  private async sendInventory(): Promise<void> {
+    const deps = this.deps;
+    if (!deps) return;
+    try {
+      const ids = { agentId: this.config.agentId, site: this.config.site };
+      const report = await collectInventory(this.drivers.values(), ids, INVENTORY_TIMEOUT_MS);
+      for (const h of report.hosts)
+        if (!h.reachable) this.log.warn("host unreachable", { hostId: h.hostId, error: h.error });
+      if (!(await deps.reporter.send(report, this.log, 1))) return;
+      this.log.debug("inventory sent", { hosts: report.hosts.length });
+    } catch (err) {
+      this.log.error("inventory failed", { err });
+    }
+  }
+}
+
+async function importKey(
+  jwk: AgentConfig["signingKey"] | AgentConfig["controlPlanePublicKey"],
+  field: string,
+) {
+  try {
+    return await importEd25519(jwk);
+  } catch (cause) {
+    throw new Error(`${field} is not a usable Ed25519 JWK: ${(cause as Error).message}`, { cause });
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * One command message, from receipt to deletion: verify the signature (refuse, log and delete what
+ * the control plane did not sign for this site), report `running`, execute while keeping the message
+ * hidden, report the outcome, then delete. The message is deleted only once the final result is on
+ * the results queue; otherwise SQS redelivers it and the idempotent executor runs it again.
+ */
+import { decodeJwt } from "jose";
+import type { AgentCommand, AgentResult } from "../shared/contracts/index.ts";
+import type { Logger } from "../shared/log.ts";
+import { verifyCommand } from "../shared/signing/index.ts";
+import type { AgentConfig } from "./config.ts";
+import type { HypervisorDriver } from "./drivers/driver.ts";
+import { AgentErrorCode } from "./errors.ts";
+import { execute } from "./executor.ts";
+import type { Reporter } from "./reporter.ts";
+import type { ReceivedMessage, Sqs } from "./sqs.ts";
+
+/** A command being worked on; `stop()` may hand it back to the queue. */
+export type InFlight = {
+  msg: ReceivedMessage;
+  /** Aborts the operation (agent stopping). */
+  abort: AbortController;
+  /** Set when the command was handed back: no result is sent and the message is not deleted. */
+  handedBack: boolean;
+};
+
+export type CommandDeps = {
+  config: AgentConfig;
+  sqs: Sqs;
+  reporter: Reporter;
+  drivers: ReadonlyMap<string, HypervisorDriver>;
+  controlPlaneKey: CryptoKey;
+  logger: Logger;
+};
+
+export async function handleCommand(op: InFlight, deps: CommandDeps): Promise<void> {
+  const { config, logger } = deps;
+  const msg = op.msg;
+  let cmd: AgentCommand;
+  try {
+    cmd = await verifyCommand(msg.body, deps.controlPlaneKey, config.site);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    logger.warn("command refused", {
+      messageId: msg.messageId,
+      receiveCount: msg.receiveCount,
+      reason,
+      ...claimed(msg.body),
+    });
+    await deleteMessage(msg, deps, logger);
+    return;
+  }
+  const log = logger.child({ requestId: cmd.requestId, opId: cmd.opId, vmId: cmd.vmId, hostId: cmd.hostId });
+  const base = {
+    type: "result",
+    opId: cmd.opId,
+    requestId: cmd.requestId,
+    site: cmd.site,
+    hostId: cmd.hostId,
+    vmId: cmd.vmId,
+  } as const;
+  log.info("command accepted", { action: cmd.action, attempt: cmd.attempt, receiveCount: msg.receiveCount });
+
+  const driver = deps.drivers.get(cmd.hostId);
+  if (!driver) {
+    log.warn("command for a host this agent does not drive");
+    const error = {
+      code: AgentErrorCode.hostUnknown,
+      message: `host ${cmd.hostId} is not driven by agent ${config.agentId}`,
+    };
+    await finish({ ...base, status: "failed", error, at: new Date().toISOString() }, op, deps, log);
+    return;
+  }
+
+  const keepAlive = keepHidden(op, deps, log);
+  try {
+    const running: AgentResult = { ...base, status: "running", at: new Date().toISOString() };
+    // Informational: the operation goes on even if it cannot be sent (the final result matters).
+    if (!(await deps.reporter.send(running, log, 2))) log.warn("running report not sent; going on");
+    let reported = 0;
+    const onProgress = (percent: number) => {
+      if (percent >= 100 || percent < reported + 25) return; // a report per quarter is plenty
+      reported = percent;
+      const progress: AgentResult = { ...running, progressPercent: percent, at: new Date().toISOString() };
+      void deps.reporter.send(progress, log, 1);
+    };
+    const result = await execute(cmd, driver, {
+      guestShutdownTimeoutMs: config.guestShutdownTimeoutSeconds * 1000,
+      signal: op.abort.signal,
+      onProgress,
+    });
+    if (op.handedBack) {
+      log.warn("operation interrupted by stop; command handed back", { hypervisorMs: result.hypervisorMs });
+      return;
+    }
+    const { status, powerState, error, hypervisorMs } = result;
+    log.info("command done", { action: cmd.action, status, powerState, error, hypervisorMs });
+    await finish(result, op, deps, log);
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+
+/** Sends the final result, then deletes the message; a result not sent leaves it for redelivery. */
+async function finish(result: AgentResult, op: InFlight, deps: CommandDeps, log: Logger): Promise<void> {
+  if (!(await deps.reporter.send(result, log))) {
+    log.error("result not sent; command left on the queue for redelivery", { status: result.status });
+    return;
+  }
+  await deleteMessage(op.msg, deps, log);
+}
+
+/** Extends the message's visibility every half timeout while the operation runs. */
+function keepHidden(op: InFlight, deps: CommandDeps, log: Logger): NodeJS.Timeout {
+  const seconds = deps.config.visibilityTimeoutSeconds;
+  return setInterval(() => {
+    if (op.handedBack) return;
+    deps.sqs
+      .changeVisibility(deps.config.sqs.commandQueueUrl, op.msg.receiptHandle, seconds)
+      .then(() => log.debug("visibility extended", { seconds }))
+      .catch((err) => log.warn("visibility not extended", { err }));
+  }, seconds * 500);
+}
+
+/** What a refused message claims to be (unverified, for grepping logs by requestId), if it says. */
+function claimed(body: string): Record<string, unknown> {
+  try {
+    const cmd = (decodeJwt(body) as { cmd?: Record<string, unknown> }).cmd ?? {};
+    const { requestId, opId, vmId, hostId, site } = cmd;
+    return { claimed: { requestId, opId, vmId, hostId, site } };
+  } catch {
+    return {};
+  }
+}
+
+async function deleteMessage(msg: ReceivedMessage, deps: CommandDeps, log: Logger): Promise<void> {
+  try {
+    await deps.sqs.delete(deps.config.sqs.commandQueueUrl, msg.receiptHandle);
+  } catch (err) {
+    // The message comes back after its visibility timeout; running it again is harmless.
+    log.warn("command message not deleted", { messageId: msg.messageId, err });
+  }
+}

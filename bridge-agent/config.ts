@@ -1,0 +1,131 @@
+/**
+ * Configuration of the bridge agent: one JSON file given by `--config <path>`, parsed in main().
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { HostAddress, HypervisorKind, Name } from "../shared/contracts/index.ts";
+
+/** An Ed25519 JWK; `d` is required for private keys. */
+const Ed25519Jwk = z.looseObject({
+  kty: z.literal("OKP"),
+  crv: z.literal("Ed25519"),
+  x: z.string().min(1),
+  kid: z.string().optional(),
+});
+
+/** Settings of the in-memory simulated hypervisor, for hosts of kind `sim`. */
+export const SimHostConfig = z.strictObject({
+  /** What the simulated host offers; starts beyond it fail with `insufficient_resources`. */
+  capacity: z
+    .strictObject({ vcpus: z.number().int().min(1), memoryMiB: z.number().int().min(64) })
+    .default({ vcpus: 16, memoryMiB: 32_768 }),
+  /** Multiplies every simulated delay (start ~300 ms, migrate ~1 s, ...): 0 is instant, 0.01 for tests. */
+  delayScale: z.number().min(0).max(100).default(1),
+  /** File where this host's domains are kept across restarts (JSON); in memory only when absent. */
+  statePath: z.string().min(1).optional(),
+  /** Base images present on the host; a start naming another fails with `image_not_found`. */
+  images: z.array(z.string().min(1)).default(["debian-12", "ubuntu-24.04", "alpine-3.20"]),
+});
+export type SimHostConfig = z.infer<typeof SimHostConfig>;
+
+export const HostConfig = z.strictObject({
+  /** The host's id as registered in the control plane; commands name it in `hostId`. */
+  id: Name,
+  /** Hypervisor on the host; selects the driver. */
+  kind: HypervisorKind,
+  /** How the agent reaches the host (SSH address for kvm/xen; informational for sim). */
+  address: HostAddress,
+  /** Only for `sim` hosts; defaults apply when absent. */
+  sim: SimHostConfig.optional(),
+});
+export type HostConfig = z.infer<typeof HostConfig>;
+
+export const AgentConfig = z
+  .strictObject({
+    /** This agent's name, carried in inventory reports and logs. */
+    agentId: z.string().min(1).max(128),
+    /** The site this agent serves: it only accepts commands addressed to it. */
+    site: Name,
+    sqs: z.strictObject({
+      /** AWS region of the queues. */
+      region: z.string().min(1).default("us-east-1"),
+      /** Endpoint override (fauxqs locally); AWS's own when absent. */
+      endpoint: z.url().optional(),
+      /** This site's command queue (control plane → agent). */
+      commandQueueUrl: z.url(),
+      /** The deployment's results queue (agent → control plane). */
+      resultsQueueUrl: z.url(),
+    }),
+    /** Static credentials, for local emulators; the AWS default chain when absent. */
+    credentials: z
+      .strictObject({ accessKeyId: z.string().min(1), secretAccessKey: z.string().min(1) })
+      .optional(),
+    /** The control plane's Ed25519 public JWK: commands that it does not verify are refused. */
+    controlPlanePublicKey: Ed25519Jwk,
+    /** This agent's Ed25519 private JWK, which signs results and inventory. */
+    signingKey: Ed25519Jwk.extend({ d: z.string().min(1) }),
+    /** Long-poll wait of each receive (SQS allows up to 20; at least 1 so an idle agent does not spin). */
+    pollWaitSeconds: z.number().int().min(1).max(20).default(20),
+    /** How long a received command stays hidden; extended every half of it while the operation runs. */
+    visibilityTimeoutSeconds: z.number().int().min(2).max(43_200).default(60),
+    /** Operations run at once; the agent receives no more than the free slots. */
+    maxConcurrentOps: z.number().int().min(1).max(256).default(8),
+    /** Period of inventory reports. */
+    inventoryIntervalSeconds: z.number().min(0.1).max(86_400).default(30),
+    /** On stop, how long in-flight operations may finish before their commands are handed back. */
+    shutdownGraceSeconds: z.number().min(0).max(3_600).default(30),
+    /** How long a guest may take to shut down on ACPI before it is forced off. */
+    guestShutdownTimeoutSeconds: z.number().min(0).max(3_600).default(60),
+    /** The hypervisor hosts this agent drives. */
+    hosts: z.array(HostConfig).min(1),
+    /** Least severe log level written. */
+    logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  })
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, host] of cfg.hosts.entries()) {
+      if (seen.has(host.id))
+        ctx.addIssue({ code: "custom", path: ["hosts", i, "id"], message: `duplicate host id ${host.id}` });
+      seen.add(host.id);
+      if (host.sim && host.kind !== "sim") {
+        ctx.addIssue({
+          code: "custom",
+          path: ["hosts", i, "sim"],
+          message: "only hosts of kind sim take sim settings",
+        });
+      }
+    }
+  });
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+/** Validates a parsed config object; throws one readable error naming every bad field. */
+export function parseAgentConfig(json: unknown): AgentConfig {
+  const parsed = AgentConfig.safeParse(json);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".") || "(config)"}: ${i.message}`);
+    throw new Error(`invalid agent configuration:\n${lines.join("\n")}`);
+  }
+  return parsed.data;
+}
+
+/** Reads and validates the config file at `path`. */
+export function loadAgentConfig(path: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (cause) {
+    throw new Error(`cannot read agent configuration ${path}: ${(cause as Error).message}`, { cause });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new Error(`agent configuration ${path} is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  return parseAgentConfig(json);
+}
+
+/** The sim settings of a host, with defaults filled in. */
+export function simSettings(host: HostConfig): SimHostConfig {
+  return host.sim ?? SimHostConfig.parse({});
+}

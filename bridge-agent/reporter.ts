@@ -1,0 +1,50 @@
+/**
+ * Signs agent reports (results, inventory) with the agent's key and sends them to the results queue,
+ * retrying with exponential backoff. A report that cannot be sent is reported as `false`, so the
+ * caller can leave the command for redelivery instead of losing the result.
+ */
+import type { AgentReport } from "../shared/contracts/index.ts";
+import type { Logger } from "../shared/log.ts";
+import { type SigningKey, signReport } from "../shared/signing/index.ts";
+import { sleep } from "./sleep.ts";
+import type { Sqs } from "./sqs.ts";
+
+export type RetryPolicy = {
+  /** Tries in all, the first included. */
+  attempts: number;
+  /** Wait before the second try; doubles each time. */
+  baseDelayMs: number;
+};
+
+export const DEFAULT_SEND_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 250 };
+
+export class Reporter {
+  private readonly sqs: Sqs;
+  private readonly queueUrl: string;
+  private readonly site: string;
+  private readonly signer: SigningKey;
+  private readonly retry: RetryPolicy;
+
+  constructor(opts: { sqs: Sqs; queueUrl: string; site: string; signer: SigningKey; retry: RetryPolicy }) {
+    this.sqs = opts.sqs;
+    this.queueUrl = opts.queueUrl;
+    this.site = opts.site;
+    this.signer = opts.signer;
+    this.retry = opts.retry;
+  }
+
+  /** Signs and sends `report`; true once the queue took it, false when every try failed. */
+  async send(report: AgentReport, log: Logger, attempts = this.retry.attempts): Promise<boolean> {
+    const body = await signReport(report, this.site, this.signer);
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      try {
+        await this.sqs.send(this.queueUrl, body);
+        return true;
+      } catch (err) {
+        log.warn("report send failed", { type: report.type, attempt, of: attempts, err });
+        if (attempt < attempts) await sleep(this.retry.baseDelayMs * 2 ** (attempt - 1));
+      }
+    }
+    return false;
+  }
+}
