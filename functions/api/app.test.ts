@@ -19,7 +19,15 @@ let app: ReturnType<typeof createApp>;
 let key: CryptoKey;
 let otherKey: CryptoKey;
 
-async function token(opts: { iss?: string; aud?: string; exp?: number | null; key?: CryptoKey; claims?: Record<string, unknown> } = {}) {
+async function token(
+  opts: {
+    iss?: string;
+    aud?: string;
+    exp?: number | null;
+    key?: CryptoKey;
+    claims?: Record<string, unknown>;
+  } = {},
+) {
   const jwt = new SignJWT({ project: "p1", roles: ["user"], ...opts.claims })
     .setProtectedHeader({ alg: "ES256", kid: "k1" })
     .setSubject("alice")
@@ -38,23 +46,52 @@ beforeAll(async () => {
   const closed = "http://127.0.0.1:9";
   app = createApp({
     deps: {
-      db: createDb({ table: "usher-test", region: "us-east-1", endpoint: closed, credentials: { accessKeyId: "x", secretAccessKey: "x" } }),
-      queues: new QueueClient({ region: "us-east-1", endpoint: closed, opsQueueUrl: `${closed}/q/ops`, agentQueueUrlTemplate: `${closed}/q/{site}` }),
+      db: createDb({
+        table: "usher-test",
+        region: "us-east-1",
+        endpoint: closed,
+        credentials: { accessKeyId: "x", secretAccessKey: "x" },
+      }),
+      queues: new QueueClient({
+        region: "us-east-1",
+        endpoint: closed,
+        opsQueueUrl: `${closed}/q/ops`,
+        agentQueueUrlTemplate: `${closed}/q/{site}`,
+      }),
       signer: await importEd25519((await generateEd25519Jwks("cp")).privateJwk),
       agentKey: () => undefined,
       log: silentLogger,
       now: () => new Date(),
-      config: { ...DEFAULT_SERVICE_CONFIG, defaultSite: "local", opTimeoutSeconds: 60, idempotencyTtlSeconds: 3600 },
+      config: {
+        ...DEFAULT_SERVICE_CONFIG,
+        defaultSite: "local",
+        opTimeoutSeconds: 60,
+        idempotencyTtlSeconds: 3600,
+      },
     },
-    verifyToken: createTokenVerifier({ issuer: ISS, audience: AUD, algorithms: ["ES256"], jwks: { keys: [jwk] } }),
+    verifyToken: createTokenVerifier({
+      issuer: ISS,
+      audience: AUD,
+      algorithms: ["ES256"],
+      jwks: { keys: [jwk] },
+    }),
   });
 });
 
-const get = (path: string, bearer?: string) => app.request(path, { headers: bearer ? { authorization: `Bearer ${bearer}` } : {} });
+const get = (path: string, bearer?: string) =>
+  app.request(path, { headers: bearer ? { authorization: `Bearer ${bearer}` } : {} });
 
 describe("authentication", () => {
   const cases: [string, () => Promise<string>][] = [
-    ["alg none", async () => new UnsecuredJWT({ project: "p1", sub: "alice" }).setIssuer(ISS).setAudience(AUD).setExpirationTime("5m").encode()],
+    [
+      "alg none",
+      async () =>
+        new UnsecuredJWT({ project: "p1", sub: "alice" })
+          .setIssuer(ISS)
+          .setAudience(AUD)
+          .setExpirationTime("5m")
+          .encode(),
+    ],
     ["wrong issuer", () => token({ iss: "https://evil.test" })],
     ["wrong audience", () => token({ aud: "someone-else" })],
     ["expired", () => token({ exp: Math.floor(Date.now() / 1000) - 120 })],
@@ -89,7 +126,13 @@ describe("authentication", () => {
     const res = await app.request("/v1/hosts", {
       method: "POST",
       headers: { authorization: `Bearer ${await token()}`, "content-type": "application/json" },
-      body: JSON.stringify({ id: "h1", site: "s", kind: "sim", address: "h1", capacity: { vcpus: 1, memoryMiB: 1024 } }),
+      body: JSON.stringify({
+        id: "h1",
+        site: "s",
+        kind: "sim",
+        address: "h1",
+        capacity: { vcpus: 1, memoryMiB: 1024 },
+      }),
     });
     expect(res.status).toBe(403);
     expect(await res.json()).toMatchObject({ code: "forbidden" });
@@ -151,11 +194,26 @@ describe("public routes", () => {
   it("serves an OpenAPI 3.1 document generated from the contracts", async () => {
     const res = await get("/v1/openapi.json");
     expect(res.status).toBe(200);
-    const doc = (await res.json()) as { openapi: string; paths: Record<string, unknown>; components: { schemas: Record<string, unknown> } };
+    const doc = (await res.json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+      components: { schemas: Record<string, unknown> };
+    };
     expect(doc.openapi).toBe("3.1.0");
-    for (const p of ["/v1/vms", "/v1/vms/{id}", "/v1/vms/{id}/actions", "/v1/clusters", "/v1/clusters/{id}/actions", "/v1/operations/{id}", "/v1/hosts", "/v1/hosts/{id}"]) {
+    for (const p of [
+      "/v1/vms",
+      "/v1/vms/{id}",
+      "/v1/vms/{id}/actions",
+      "/v1/clusters",
+      "/v1/clusters/{id}/actions",
+      "/v1/operations/{id}",
+      "/v1/hosts",
+      "/v1/hosts/{id}",
+    ]) {
       expect(Object.keys(doc.paths)).toContain(p);
     }
-    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(["Vm", "Operation", "CreateVm", "Problem", "Host"]));
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(["Vm", "Operation", "CreateVm", "Problem", "Host"]),
+    );
   });
 });

@@ -3,7 +3,7 @@
  * transaction that records the claim item, so no host is ever over capacity, however many schedulers
  * run at once; a release deletes the claim (it must exist) and adds the amounts back.
  */
-import { deleteOf, getItem, putOf, type TxItem, updateOf } from "../store/base.ts";
+import { deleteOf, exists, getItem, notExists, putOf, type TxItem, updateOf } from "../store/base.ts";
 import type { ClaimItem, HostItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
@@ -15,7 +15,10 @@ export async function getClaim(deps: Deps, hostId: string, vmId: string): Promis
 /** Items that claim `claim`'s amounts on its host. Index 0: the host; index 1: the claim. */
 export function claimItems(deps: Deps, host: Pick<HostItem, "id">, claim: ClaimItem): TxItem[] {
   const devices = Object.entries(claim.devices).filter(([, n]) => n > 0);
-  const names: Record<string, string> = { "#state": "state", "#fd": "freeDevices" };
+  const names: Record<string, string> = {
+    "#state": "state",
+    ...(devices.length ? { "#fd": "freeDevices" } : {}),
+  };
   const values: Record<string, unknown> = { ":enabled": "enabled", ":v": claim.vcpus, ":m": claim.memoryMiB };
   const conds = ["#state = :enabled", "freeVcpus >= :v", "freeMemoryMiB >= :m"];
   const inc: Record<string, number> = {
@@ -41,11 +44,7 @@ export function claimItems(deps: Deps, host: Pick<HostItem, "id">, claim: ClaimI
     },
     // One claim per VM per host: a second claim for the same VM here would double-book.
     {
-      Put: putOf(
-        deps.db.table,
-        { ...claim, ...keys.claim(claim.hostId, claim.vmId) },
-        { expr: "attribute_not_exists(pk)" },
-      ),
+      Put: putOf(deps.db.table, { ...claim, ...keys.claim(claim.hostId, claim.vmId) }, notExists),
     },
   ];
 }
@@ -61,6 +60,6 @@ export function releaseItems(deps: Deps, claim: ClaimItem): TxItem[] {
         values: { ":op": claim.opId },
       }),
     },
-    { Update: updateOf(deps.db.table, keys.host(claim.hostId), { inc }, { expr: "attribute_exists(pk)" }) },
+    { Update: updateOf(deps.db.table, keys.host(claim.hostId), { inc }, exists) },
   ];
 }

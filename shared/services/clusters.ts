@@ -9,7 +9,7 @@ import type { Cluster, ClusterActionRequest, CreateCluster } from "../contracts/
 import type { Vm, VmSpec } from "../contracts/vm.ts";
 import { ConflictError, ErrorCode, NotFoundError, ValidationError } from "../errors.ts";
 import { newId } from "../ids.ts";
-import { getItem, type Page, putOf, queryAll, queryPage, transact } from "../store/base.ts";
+import { getItem, notExists, type Page, putOf, queryAll, queryPage, transact } from "../store/base.ts";
 import { failedConditions } from "../store/errors.ts";
 import { type ClusterItem, clusterView, type OpItem, opView, type VmItem, vmView } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
@@ -90,14 +90,14 @@ export async function createCluster(
               type: "clustername",
               clusterId: cluster.id,
             },
-            { expr: "attribute_not_exists(pk)" },
+            notExists,
           ),
         },
         {
           Put: putOf(
             deps.db.table,
             { ...cluster, ...keys.cluster(cluster.id), ...keys.clusterIndex(cluster.project, cluster.id) },
-            { expr: "attribute_not_exists(pk)" },
+            notExists,
           ),
         },
         eventItem(deps, {

@@ -1,6 +1,6 @@
 /** The append-only event log: one item per thing that happened, written in the same transaction as the change. */
 import { newId } from "../ids.ts";
-import { putOf, type TxItem } from "../store/base.ts";
+import { notExists, putOf, type TxItem } from "../store/base.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
 
@@ -35,7 +35,7 @@ export function eventItem(deps: Deps, e: EventInput): TxItem {
         data: e.data,
         at: deps.now().toISOString(),
       },
-      { expr: "attribute_not_exists(pk)" },
+      notExists,
     ),
   };
 }

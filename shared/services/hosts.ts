@@ -1,7 +1,16 @@
 /** Host registry (admin): register, update, list. Capacity counters are kept consistent with claims. */
 import type { CreateHost, Host, PatchHost } from "../contracts/host.ts";
 import { ConflictError, ErrorCode, NotFoundError } from "../errors.ts";
-import { getItem, type Page, putOf, queryAll, queryPage, transact, updateOf } from "../store/base.ts";
+import {
+  getItem,
+  notExists,
+  type Page,
+  putOf,
+  queryAll,
+  queryPage,
+  transact,
+  updateOf,
+} from "../store/base.ts";
 import { failedConditions } from "../store/errors.ts";
 import { type HostItem, hostView, limitsOf } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
@@ -42,7 +51,7 @@ export async function createHost(
         Put: putOf(
           deps.db.table,
           { ...host, ...keys.host(host.id), ...keys.hostIndex(host.site, host.id) },
-          { expr: "attribute_not_exists(pk)" },
+          notExists,
         ),
       },
       eventItem(deps, {
@@ -150,7 +159,7 @@ export async function patchHost(
             deps.db.table,
             keys.host(id),
             { set },
-            { expr: "version = :v", values: { ":v": host.version } },
+            { expr: "#ver = :v", names: { "#ver": "version" }, values: { ":v": host.version } },
           ),
         },
         eventItem(deps, {

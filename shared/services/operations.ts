@@ -5,7 +5,7 @@ import { type OpAction, TERMINAL_OP_STATUSES } from "../contracts/common.ts";
 import type { Operation } from "../contracts/vm.ts";
 import { NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
-import { getItem, type Page, putOf, queryPage, type TxItem } from "../store/base.ts";
+import { getItem, notExists, type Page, putOf, queryPage, type TxItem } from "../store/base.ts";
 import { type OpItem, opView, type VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
@@ -52,7 +52,7 @@ export function putOpItem(deps: Deps, op: OpItem): TxItem {
         ...keys.opVmIndex(op.vmId, op.seq),
         ...keys.opOpenIndex(op.deadline, op.id),
       },
-      { expr: "attribute_not_exists(pk)" },
+      notExists,
     ),
   };
 }
@@ -103,7 +103,9 @@ export async function listOps(
         ":pk": keys.opVmIndex(vmId, 0).gsi1pk,
         ...(isAdmin(principal) ? {} : { ":p": principal.project }),
       },
-      ...(isAdmin(principal) ? {} : { FilterExpression: "project = :p" }),
+      ...(isAdmin(principal)
+        ? {}
+        : { FilterExpression: "#p = :p", ExpressionAttributeNames: { "#p": "project" } }),
     },
     page,
   );

@@ -37,8 +37,12 @@ async function recordResult(deps: Deps, site: string, r: AgentResult): Promise<v
   const op = await getOpItem(deps, r.opId);
   if (!op) return log.warn("result for an unknown operation dropped");
   const host = await getHostItem(deps, r.hostId);
+  const vm = await getVmItem(deps, op.vmId);
+  // The command is sent before the operation is marked dispatched, so a fast report may arrive
+  // while the operation has no host yet: then the VM's host (claimed before sending) stands for it.
+  const sentTo = op.hostId ?? vm?.hostId;
   // An agent speaks only for its own site's hosts, and only about the operation sent to that host.
-  if (!host || host.site !== site || op.hostId !== r.hostId || op.vmId !== r.vmId) {
+  if (!host || host.site !== site || sentTo !== r.hostId || op.vmId !== r.vmId) {
     return log.error("result refused: host, site or VM do not match the operation", { opHostId: op.hostId });
   }
   if (isTerminal(op)) return log.debug("result for a finished operation ignored", { status: r.status });
@@ -83,7 +87,6 @@ async function recordResult(deps: Deps, site: string, r: AgentResult): Promise<v
     return;
   }
   if (r.finalHostId && r.finalHostId !== r.hostId) {
-    const vm = await getVmItem(deps, op.vmId);
     const target = await getHostItem(deps, r.finalHostId);
     if (!vm || vm.migrationHostId !== r.finalHostId || target?.site !== site) {
       return log.error("result refused: migration target does not match the operation", {
@@ -91,7 +94,6 @@ async function recordResult(deps: Deps, site: string, r: AgentResult): Promise<v
       });
     }
   }
-  const vm = await getVmItem(deps, op.vmId);
   const outcome =
     r.status === "succeeded"
       ? { ok: true as const, powerState: r.powerState, finalHostId: r.finalHostId }
@@ -125,7 +127,11 @@ async function recordInventory(deps: Deps, site: string, inv: AgentInventory): P
               },
             },
             // Only a registered host of the reporting agent's own site.
-            { expr: "attribute_exists(pk) AND site = :site", values: { ":site": site } },
+            {
+              expr: "attribute_exists(pk) AND #site = :site",
+              names: { "#site": "site" },
+              values: { ":site": site },
+            },
           ),
         ),
       );

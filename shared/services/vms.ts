@@ -5,7 +5,16 @@ import type { VmState } from "../contracts/common.ts";
 import type { CreateVm, Vm, VmActionRequest } from "../contracts/vm.ts";
 import { ConflictError, ErrorCode, NotFoundError, UsherError, ValidationError } from "../errors.ts";
 import { newId } from "../ids.ts";
-import { getItem, type Page, putOf, queryPage, type TxItem, transact, updateOf } from "../store/base.ts";
+import {
+  getItem,
+  notExists,
+  type Page,
+  putOf,
+  queryPage,
+  type TxItem,
+  transact,
+  updateOf,
+} from "../store/base.ts";
 import { failedConditions } from "../store/errors.ts";
 import { type HostItem, type OpItem, opView, type VmItem, vmView } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
@@ -58,7 +67,7 @@ export function newVmItems(
       Put: putOf(
         deps.db.table,
         { ...keys.vmName(vm.project, vm.name), type: "vmname", vmId: vm.id },
-        { expr: "attribute_not_exists(pk)" },
+        notExists,
       ),
     },
     {
@@ -70,7 +79,7 @@ export function newVmItems(
           ...keys.vmIndex(vm.project, vm.id),
           ...(input.clusterId ? keys.vmClusterIndex(input.clusterId, vm.id) : {}),
         },
-        { expr: "attribute_not_exists(pk)" },
+        notExists,
       ),
     },
     putOpItem(deps, op),
@@ -147,7 +156,7 @@ export async function listVms(
   }
   let query: Parameters<typeof queryPage>[1];
   if (filter.clusterId) {
-    filters.push("project = :project");
+    filters.push("#project = :project");
     values[":project"] = project;
     values[":pk"] = keys.vmClusterIndex(filter.clusterId, "").gsi2pk;
     query = { IndexName: "gsi2", KeyConditionExpression: "gsi2pk = :pk" };
@@ -161,7 +170,14 @@ export async function listVms(
       ...query,
       ExpressionAttributeValues: values,
       ...(filters.length ? { FilterExpression: filters.join(" AND ") } : {}),
-      ...(filter.state ? { ExpressionAttributeNames: { "#state": "state" } } : {}),
+      ...(filters.length
+        ? {
+            ExpressionAttributeNames: {
+              ...(filter.state ? { "#state": "state" } : {}),
+              ...(filter.clusterId ? { "#project": "project" } : {}),
+            },
+          }
+        : {}),
     },
     page,
   );
