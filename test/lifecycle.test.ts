@@ -2,7 +2,9 @@
  * End to end on the real local stack (DynamoDB Local, fauxqs, API on Node, consumers, agent with
  * simulated hosts): VM creation, every action's happy path, clusters, idempotency, project isolation.
  */
+import { generateKeyPair, importJWK, SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../infra/local/keys.ts";
 import type { Operation, Vm } from "../shared/contracts/vm.ts";
 import { startTestStack, type TestStack } from "./support/stack.ts";
 
@@ -311,6 +313,27 @@ describe("idempotent retries", () => {
   });
 });
 
+describe("host registration", () => {
+  it("replays a retried registration with the same key, and refuses a second without one", async () => {
+    const body = {
+      id: "extra-1",
+      site: "spare",
+      kind: "sim",
+      address: "extra-1.sim",
+      capacity: { vcpus: 4, memoryMiB: 4096 },
+    };
+    const init = { method: "POST", headers: { "idempotency-key": "host-extra-1" }, json: body };
+    const first = await t.api("/v1/hosts", init);
+    const retry = await t.api("/v1/hosts", init);
+    expect(first.status).toBe(201);
+    expect(retry.status).toBe(201);
+    expect(retry.body).toEqual(first.body);
+    expect((await t.api("/v1/hosts", { method: "POST", json: body })).status).toBe(409);
+    const patched = await t.api("/v1/hosts/extra-1", { method: "PATCH", json: { ratios: { cpu: 2 } } });
+    expect(patched.body.limits.vcpus).toBe(8);
+  });
+});
+
 describe("project isolation", () => {
   it("answers another project's VM, operation and actions with 404, exactly like a missing one", async () => {
     const { vm, operation } = await createVm("private-1");
@@ -340,6 +363,41 @@ describe("project isolation", () => {
 });
 
 describe("the edge on the real stack", () => {
+  it("refuses alg none, wrong issuer or audience, expired, missing exp and bad signatures with 401", async () => {
+    const { privateJwk } = t.stack.keys.userTokens;
+    const key = await importJWK(privateJwk, "ES256");
+    const other = (await generateKeyPair("ES256")).privateKey;
+    const sign = (o: { iss?: string; aud?: string; exp?: number | null; with?: CryptoKey | Uint8Array }) => {
+      const jwt = new SignJWT({ project: "alpha", roles: ["user"] })
+        .setProtectedHeader({ alg: "ES256", kid: privateJwk.kid })
+        .setSubject("alice")
+        .setIssuer(o.iss ?? TOKEN_ISSUER)
+        .setAudience(o.aud ?? TOKEN_AUDIENCE);
+      if (o.exp !== null) jwt.setExpirationTime(o.exp ?? "5m");
+      return jwt.sign(o.with ?? key);
+    };
+    // The control: a token made this way is accepted.
+    expect((await t.api("/v1/vms", { token: await sign({}) })).status).toBe(200);
+    const bad = {
+      "alg none": new UnsecuredJWT({ project: "alpha", roles: ["admin"] })
+        .setSubject("alice")
+        .setIssuer(TOKEN_ISSUER)
+        .setAudience(TOKEN_AUDIENCE)
+        .setExpirationTime("5m")
+        .encode(),
+      "wrong issuer": await sign({ iss: "https://elsewhere.example" }),
+      "wrong audience": await sign({ aud: "another-api" }),
+      expired: await sign({ exp: Math.floor(Date.now() / 1000) - 120 }),
+      "missing exp": await sign({ exp: null }),
+      "bad signature": await sign({ with: other }),
+    };
+    for (const [name, token] of Object.entries(bad)) {
+      const res = await t.api("/v1/vms", { token });
+      expect(res.status, name).toBe(401);
+      expect(res.body.code, name).toBe("unauthenticated");
+    }
+  });
+
   it("refuses bad tokens with 401 and invalid bodies with 400 problem+json", async () => {
     const forged = `${user.slice(0, -4)}AAAA`;
     for (const token of [null, "nope", forged]) {

@@ -17,13 +17,17 @@ let bed: ServiceBed;
 
 beforeAll(async () => {
   bed = await startServiceBed();
-  await createHost(bed.deps(), "root", "req-setup", {
-    id: "h1",
-    site: "local",
-    kind: "sim",
-    address: "h1.sim",
-    capacity: { vcpus: 8, memoryMiB: 8192 },
-  });
+  await createHost(
+    bed.deps(),
+    { actor: "root", requestId: "req-setup" },
+    {
+      id: "h1",
+      site: "local",
+      kind: "sim",
+      address: "h1.sim",
+      capacity: { vcpus: 8, memoryMiB: 8192 },
+    },
+  );
 });
 afterAll(() => bed?.stop());
 

@@ -68,6 +68,7 @@ export const Operation = z
     requester: z.string(),
     project: z.string(),
     requestId: z.string(),
+    idempotencyKey: z.string().nullable(),
     attempts: z.number().int(),
     seq: z.number().int(),
     deadline: z.string(),

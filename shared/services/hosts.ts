@@ -16,17 +16,50 @@ import { type HostItem, hostView, limitsOf } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
 import { eventItem } from "./events.ts";
+import { type IdempotencyRequest, idempotent, type StoredResponse } from "./idempotency.ts";
 
+/** Registers a host (admin). With an Idempotency-Key, a retry replays the first answer. */
 export async function createHost(
   deps: Deps,
-  actor: string,
-  requestId: string,
+  ctx: { actor: string; requestId: string; idempotency?: IdempotencyRequest | undefined },
   body: CreateHost,
-): Promise<Host> {
+): Promise<StoredResponse & { replayed: boolean }> {
+  return idempotent(deps, ctx.idempotency, async (record) => {
+    const host = newHost(deps, body);
+    const response = { status: 201, body: hostView(host) };
+    try {
+      await transact(deps.db, [
+        // Host ids are unique: registering an existing id is a conflict, never an overwrite of its counters.
+        {
+          Put: putOf(
+            deps.db.table,
+            { ...host, ...keys.host(host.id), ...keys.hostIndex(host.site, host.id) },
+            notExists,
+          ),
+        },
+        eventItem(deps, {
+          subjectPk: keys.host(host.id).pk,
+          type: "host.registered",
+          requestId: ctx.requestId,
+          actor: ctx.actor,
+          data: { site: host.site, kind: host.kind },
+        }),
+        ...record(response),
+      ]);
+    } catch (err) {
+      if (failedConditions(err)?.includes(0))
+        throw new ConflictError(ErrorCode.conflict, `host ${host.id} already exists`);
+      throw err;
+    }
+    return response;
+  });
+}
+
+function newHost(deps: Deps, body: CreateHost): HostItem {
   const now = deps.now().toISOString();
   const ratios = { cpu: body.ratios?.cpu ?? 1, memory: body.ratios?.memory ?? 1 };
   const limits = limitsOf(body.capacity, ratios);
-  const host: HostItem = {
+  return {
     type: "host",
     id: body.id,
     site: body.site,
@@ -44,30 +77,6 @@ export async function createHost(
     createdAt: now,
     updatedAt: now,
   };
-  try {
-    await transact(deps.db, [
-      // Host ids are unique: registering an existing id is a conflict, never an overwrite of its counters.
-      {
-        Put: putOf(
-          deps.db.table,
-          { ...host, ...keys.host(host.id), ...keys.hostIndex(host.site, host.id) },
-          notExists,
-        ),
-      },
-      eventItem(deps, {
-        subjectPk: keys.host(host.id).pk,
-        type: "host.registered",
-        requestId,
-        actor,
-        data: { site: host.site, kind: host.kind },
-      }),
-    ]);
-  } catch (err) {
-    if (failedConditions(err)?.includes(0))
-      throw new ConflictError(ErrorCode.conflict, `host ${host.id} already exists`);
-    throw err;
-  }
-  return hostView(host);
 }
 
 export async function getHostItem(deps: Deps, id: string, consistent = true): Promise<HostItem | undefined> {

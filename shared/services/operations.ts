@@ -16,6 +16,7 @@ export type OpInput = {
   args?: Record<string, unknown>;
   principal: Principal;
   requestId: string;
+  idempotencyKey?: string | undefined;
   seq: number;
 };
 
@@ -31,6 +32,7 @@ export function newOp(deps: Deps, input: OpInput): OpItem {
     requester: input.principal.subject,
     project: input.vm.project,
     requestId: input.requestId,
+    ...(input.idempotencyKey ? { idempotencyKey: input.idempotencyKey } : {}),
     site: input.vm.site,
     attempts: 0,
     seq: input.seq,

@@ -60,7 +60,14 @@ export function newVmItems(
     createdAt: now,
     updatedAt: now,
   };
-  const op = newOp(deps, { vm, action: "start", principal: ctx.principal, requestId: ctx.requestId, seq: 1 });
+  const op = newOp(deps, {
+    vm,
+    action: "start",
+    principal: ctx.principal,
+    requestId: ctx.requestId,
+    idempotencyKey: ctx.idempotency?.key,
+    seq: 1,
+  });
   const items: TxItem[] = [
     // One name per project: the reservation fails if another VM holds the name.
     {
@@ -224,6 +231,7 @@ export async function requestAction(
         args,
         principal,
         requestId: ctx.requestId,
+        idempotencyKey: ctx.idempotency?.key,
         seq: vm.opSeq + 1,
       });
       const response = { status: 202, body: { operation: opView(op) } };

@@ -51,6 +51,8 @@ export type OpItem = {
   requester: string;
   project: string;
   requestId: string;
+  /** The Idempotency-Key the request carried, if any. */
+  idempotencyKey?: string;
   site: string;
   attempts: number;
   seq: number;
@@ -136,6 +138,7 @@ export function opView(item: OpItem): Operation {
     requester: item.requester,
     project: item.project,
     requestId: item.requestId,
+    idempotencyKey: item.idempotencyKey ?? null,
     attempts: item.attempts,
     seq: item.seq,
     deadline: item.deadline,

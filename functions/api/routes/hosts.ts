@@ -6,7 +6,8 @@ import { ErrorCode, UsherError } from "../../../shared/errors.ts";
 import type { Deps } from "../../../shared/services/context.ts";
 import { createHost, getHost, listHosts, patchHost } from "../../../shared/services/hosts.ts";
 import { adminOnly } from "../middleware/auth.ts";
-import { body, errors, IdParam, json, PageQuery, router, security } from "./common.ts";
+import { idempotencyOf } from "../middleware/idempotency.ts";
+import { body, errors, IdParam, json, PageQuery, router, security, send } from "./common.ts";
 
 const tags = ["Hosts"];
 
@@ -60,11 +61,15 @@ export function hostRoutes(deps: Deps) {
       request: body(CreateHost),
       responses: { 201: json(Host, "Registered"), ...errors },
     }),
-    async (c) =>
-      c.json(
-        await createHost(deps, c.get("principal").subject, c.get("requestId"), c.req.valid("json")),
-        201,
-      ),
+    async (c) => {
+      const payload = c.req.valid("json");
+      const ctx = {
+        actor: c.get("principal").subject,
+        requestId: c.get("requestId"),
+        idempotency: await idempotencyOf(c, payload),
+      };
+      return send(await createHost(deps, ctx, payload)) as never;
+    },
   );
   app.openapi(
     createRoute({
