@@ -7,9 +7,9 @@ let app: Promise<ReturnType<typeof createApp>> | undefined;
 
 export default {
   async fetch(request: Request, env: Record<string, unknown>): Promise<Response> {
-    // Built once per isolate from the bindings; a bad configuration answers 500 with the reason logged.
-    app ??= createControlPlane(parseControlPlaneEnv(env), { component: "api" }).then(createApp);
     try {
+      // Built once per isolate from the bindings; a bad configuration answers 500 with the reason logged.
+      app ??= createControlPlane(parseControlPlaneEnv(env), { component: "api" }).then(createApp);
       return (await app).fetch(request);
     } catch (err) {
       app = undefined;
