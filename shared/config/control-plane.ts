@@ -72,6 +72,10 @@ export const ControlPlaneEnv = z.object({
   USHER_OP_TIMEOUT_SECONDS: z.coerce.number().int().min(5).max(86_400).default(600),
   /** How long an Idempotency-Key is remembered. */
   USHER_IDEMPOTENCY_TTL_SECONDS: z.coerce.number().int().min(60).default(86_400),
+  /** Reconciliation policy for VMs whose host disagrees with the record: `adopt` the host's truth, or mark them `error`. */
+  USHER_DRIFT_POLICY: z.enum(["adopt", "error"]).default("error"),
+  /** Seconds without a reachable report after which a host is marked `down`. */
+  USHER_HOST_DOWN_AFTER_SECONDS: z.coerce.number().int().min(10).default(120),
   /** Log level. */
   USHER_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });

@@ -23,6 +23,10 @@ export type Deps = {
     redispatchAfterSeconds: number;
     /** After its deadline, how long a dispatched operation may still report before the sweep fails it. */
     deadlineGraceSeconds: number;
+    /** What reconciliation does with a VM whose host disagrees with its record (see reconcile.ts). */
+    driftPolicy: "adopt" | "error";
+    /** A host whose agent has not reported it reachable for this long is marked `down`. */
+    hostDownAfterSeconds: number;
   };
 };
 
@@ -30,4 +34,6 @@ export const DEFAULT_SERVICE_CONFIG = {
   resendAfterSeconds: 10,
   redispatchAfterSeconds: 30,
   deadlineGraceSeconds: 30,
-} as const;
+  driftPolicy: "error",
+  hostDownAfterSeconds: 120,
+} as const satisfies Partial<Deps["config"]>;

@@ -46,6 +46,8 @@ export async function createControlPlane(
       defaultSite: env.USHER_DEFAULT_SITE,
       opTimeoutSeconds: env.USHER_OP_TIMEOUT_SECONDS,
       idempotencyTtlSeconds: env.USHER_IDEMPOTENCY_TTL_SECONDS,
+      driftPolicy: env.USHER_DRIFT_POLICY,
+      hostDownAfterSeconds: env.USHER_HOST_DOWN_AFTER_SECONDS,
     },
   };
   const verifyToken = createTokenVerifier({

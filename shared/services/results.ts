@@ -3,18 +3,18 @@
  * the agent's own site, and records it: progress, the outcome of an operation, or an inventory.
  */
 
-import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { AgentInventory, AgentResult } from "../contracts/messages.ts";
 import { ErrorCode, SignatureError } from "../errors.ts";
 import { verifyReport } from "../signing/envelopes.ts";
 import { transact, updateOf } from "../store/base.ts";
-import { failedConditions, isConditionFailed } from "../store/errors.ts";
+import { failedConditions } from "../store/errors.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
 import { eventItem } from "./events.ts";
 import { finishOperation } from "./finish.ts";
 import { getHostItem } from "./hosts.ts";
 import { getOpItem, isTerminal } from "./operations.ts";
+import { reconcileHost } from "./reconcile.ts";
 import { getVmItem } from "./vms.ts";
 
 /** Handles one `results` message (a compact JWS). Refused reports are logged and dropped, never retried. */
@@ -105,42 +105,66 @@ async function recordResult(deps: Deps, site: string, r: AgentResult): Promise<v
   await finishOperation(deps, op, vm, outcome, { dispatched: true });
 }
 
+/**
+ * An inventory: a heartbeat for each host the agent could reach (a `down` host comes back up), then
+ * reconciliation of its domains against the records. Unreachable hosts get no heartbeat, so the
+ * sweep marks them down once `hostDownAfterSeconds` pass.
+ */
 async function recordInventory(deps: Deps, site: string, inv: AgentInventory): Promise<void> {
-  const at = inv.at;
   for (const h of inv.hosts) {
-    try {
-      await deps.db.doc.send(
-        new UpdateCommand(
-          updateOf(
-            deps.db.table,
-            keys.host(h.hostId),
-            {
-              set: {
-                lastHeartbeatAt: at,
-                inventory: {
-                  reachable: h.reachable,
-                  domains: h.domains.length,
-                  free: h.free,
-                  load: h.load,
-                  at,
-                },
-              },
-            },
-            // Only a registered host of the reporting agent's own site.
-            {
-              expr: "attribute_exists(pk) AND #site = :site",
-              names: { "#site": "site" },
-              values: { ":site": site },
-            },
-          ),
-        ),
-      );
-    } catch (err) {
-      if (!isConditionFailed(err)) throw err;
+    const host = await getHostItem(deps, h.hostId);
+    if (!host || host.site !== site) {
       deps.log.warn("inventory for a host that is not registered in this site ignored", {
         hostId: h.hostId,
         site,
       });
+      continue;
     }
+    const summary = {
+      reachable: h.reachable,
+      domains: h.domains.length,
+      free: h.free,
+      load: h.load,
+      error: h.error,
+      at: inv.at,
+    };
+    const up = h.reachable && host.state === "down";
+    try {
+      await transact(deps.db, [
+        {
+          // The agent's own site only; a host coming back restores the state it had before it went down.
+          Update: updateOf(
+            deps.db.table,
+            keys.host(h.hostId),
+            {
+              set: {
+                inventory: summary,
+                ...(h.reachable ? { lastHeartbeatAt: inv.at } : {}),
+                ...(up ? { state: host.stateBeforeDown ?? "enabled" } : {}),
+              },
+              remove: up ? ["stateBeforeDown"] : [],
+            },
+            {
+              expr: "#site = :site AND #state = :state",
+              names: { "#site": "site", "#state": "state" },
+              values: { ":site": site, ":state": host.state },
+            },
+          ),
+        },
+        ...(up
+          ? [
+              eventItem(deps, {
+                subjectPk: keys.host(h.hostId).pk,
+                type: "host.up",
+                data: { agentId: inv.agentId },
+              }),
+            ]
+          : []),
+      ]);
+    } catch (err) {
+      if (!failedConditions(err)?.length) throw err;
+      continue; // the host changed meanwhile; the next inventory tries again
+    }
+    await reconcileHost(deps, h, inv.at);
   }
 }

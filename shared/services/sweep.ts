@@ -5,16 +5,25 @@
  */
 
 import { ErrorCode } from "../errors.ts";
-import { queryAll } from "../store/base.ts";
-import type { OpItem } from "../store/items.ts";
+import { queryAll, transact, updateOf } from "../store/base.ts";
+import { failedConditions } from "../store/errors.ts";
+import type { HostItem, OpItem } from "../store/items.ts";
+import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
+import { eventItem } from "./events.ts";
 import { finishOperation } from "./finish.ts";
 import { getHostItem } from "./hosts.ts";
 import { enqueueOps } from "./operations.ts";
 import { dispatch } from "./scheduling.ts";
 import { getVmItem } from "./vms.ts";
 
-export type SweepReport = { open: number; resent: number; redispatched: number; expired: number };
+export type SweepReport = {
+  open: number;
+  resent: number;
+  redispatched: number;
+  expired: number;
+  hostsDown: number;
+};
 
 export async function sweep(deps: Deps): Promise<SweepReport> {
   const now = deps.now().getTime();
@@ -23,7 +32,13 @@ export async function sweep(deps: Deps): Promise<SweepReport> {
     KeyConditionExpression: "gsi2pk = :pk",
     ExpressionAttributeValues: { ":pk": "OPEN" },
   });
-  const report: SweepReport = { open: open.length, resent: 0, redispatched: 0, expired: 0 };
+  const report: SweepReport = {
+    open: open.length,
+    resent: 0,
+    redispatched: 0,
+    expired: 0,
+    hostsDown: await markSilentHostsDown(deps),
+  };
   const age = (op: OpItem) => (now - Date.parse(op.updatedAt)) / 1000;
   const firstPerVm = new Map<string, OpItem>();
   for (const op of open) {
@@ -71,7 +86,8 @@ export async function sweep(deps: Deps): Promise<SweepReport> {
   }
   await enqueueOps(deps, resend);
   report.resent = resend.length;
-  if (report.resent || report.redispatched || report.expired) deps.log.info("sweep", report);
+  if (report.resent || report.redispatched || report.expired || report.hostsDown)
+    deps.log.info("sweep", report);
   return report;
 }
 
@@ -88,4 +104,53 @@ async function redispatch(deps: Deps, op: OpItem): Promise<void> {
     hostId: host.id,
   });
   await dispatch(deps, { ...op, attempts: op.attempts + 1 }, vm, host, target);
+}
+
+/** Marks `down` every host whose agent has not reported it reachable within `hostDownAfterSeconds`. */
+async function markSilentHostsDown(deps: Deps): Promise<number> {
+  const now = deps.now();
+  const cutoff = now.getTime() - deps.config.hostDownAfterSeconds * 1000;
+  const hosts = await queryAll<HostItem>(deps.db, {
+    IndexName: "gsi1",
+    KeyConditionExpression: "gsi1pk = :pk",
+    ExpressionAttributeValues: { ":pk": "HOSTS" },
+  });
+  let marked = 0;
+  for (const host of hosts) {
+    const seen = host.lastHeartbeatAt ?? host.createdAt;
+    if (host.state === "down" || Date.parse(seen) > cutoff) continue;
+    try {
+      await transact(deps.db, [
+        {
+          // Only if no report arrived meanwhile and nobody changed the host's state.
+          Update: updateOf(
+            deps.db.table,
+            keys.host(host.id),
+            { set: { state: "down", stateBeforeDown: host.state, updatedAt: now.toISOString() } },
+            {
+              expr: "#state = :state AND (attribute_not_exists(lastHeartbeatAt) OR lastHeartbeatAt = :seen)",
+              names: { "#state": "state" },
+              values: { ":state": host.state, ":seen": seen },
+            },
+          ),
+        },
+        eventItem(deps, {
+          subjectPk: keys.host(host.id).pk,
+          type: "host.down",
+          data: {
+            lastHeartbeatAt: host.lastHeartbeatAt ?? null,
+            afterSeconds: deps.config.hostDownAfterSeconds,
+          },
+        }),
+      ]);
+      deps.log.warn("host marked down: no report from its agent", {
+        hostId: host.id,
+        lastHeartbeatAt: host.lastHeartbeatAt,
+      });
+      marked++;
+    } catch (err) {
+      if (!failedConditions(err)?.length) throw err;
+    }
+  }
+  return marked;
 }

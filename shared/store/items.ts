@@ -82,6 +82,8 @@ export type HostItem = {
   freeDevices: DeviceCounts;
   labels: Labels;
   state: HostState;
+  /** While `down`: the state to restore when the host reports again. */
+  stateBeforeDown?: HostState;
   lastHeartbeatAt?: string;
   version: number;
   createdAt: string;

@@ -10,7 +10,7 @@ import type { Principal } from "../../shared/auth/principal.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { QueueClient } from "../../shared/queue/sqs.ts";
 import { DEFAULT_SERVICE_CONFIG, type Deps } from "../../shared/services/context.ts";
-import { generateEd25519Jwks, importEd25519 } from "../../shared/signing/keys.ts";
+import { generateEd25519Jwks, importEd25519, type SigningKey } from "../../shared/signing/keys.ts";
 import { createDb } from "../../shared/store/client.ts";
 
 const credentials = { accessKeyId: "local", secretAccessKey: "local" };
@@ -18,7 +18,13 @@ const credentials = { accessKeyId: "local", secretAccessKey: "local" };
 export type ServiceBed = {
   resources: Resources;
   /** Deps with a clock the test moves (`clock.offsetMs`). */
-  deps(overrides?: { opsQueueUrl?: string }): Deps;
+  deps(overrides?: {
+    opsQueueUrl?: string;
+    hostDownAfterSeconds?: number;
+    driftPolicy?: "adopt" | "error";
+  }): Deps;
+  /** Signs reports as the agent of any of the bed's sites. */
+  agentSigner: SigningKey;
   clock: { offsetMs: number };
   /** Receives what is waiting on a queue (short poll, deletes nothing). */
   receive(queueUrl: string): Promise<string[]>;
@@ -37,6 +43,9 @@ export async function startServiceBed(sites = ["local"]): Promise<ServiceBed> {
     sites,
   });
   const signer = await importEd25519((await generateEd25519Jwks("cp")).privateJwk);
+  const agentPair = await generateEd25519Jwks("agent");
+  const agentSigner = await importEd25519(agentPair.privateJwk);
+  const agentPublic = (await importEd25519(agentPair.publicJwk)).key;
   const clock = { offsetMs: 0 };
   const db = createDb({ table: resources.table, region: "us-east-1", endpoint: ddb.endpoint, credentials });
   const queues = (opsQueueUrl: string) =>
@@ -51,11 +60,12 @@ export async function startServiceBed(sites = ["local"]): Promise<ServiceBed> {
   return {
     resources,
     clock,
+    agentSigner,
     deps: (o = {}) => ({
       db,
       queues: queues(o.opsQueueUrl ?? resources.queueUrls.ops),
       signer,
-      agentKey: () => undefined,
+      agentKey: (site) => (sites.includes(site) ? agentPublic : undefined),
       log: silentLogger,
       now: () => new Date(Date.now() + clock.offsetMs),
       config: {
@@ -63,6 +73,9 @@ export async function startServiceBed(sites = ["local"]): Promise<ServiceBed> {
         defaultSite: sites[0] ?? "local",
         opTimeoutSeconds: 120,
         idempotencyTtlSeconds: 3600,
+        // Tests that move the clock far ahead do not want their hosts marked down unless they ask.
+        hostDownAfterSeconds: o.hostDownAfterSeconds ?? 86_400,
+        driftPolicy: o.driftPolicy ?? "error",
       },
     }),
     async receive(queueUrl) {
