@@ -1,0 +1,30 @@
+/**
+ * Builds the bridge agent into one file runnable with `node` (dist/usher-agent.mjs): everything it
+ * imports is bundled, so a site installs one file, its config and the systemd unit.
+ */
+
+import { resolve } from "node:path";
+import { build } from "esbuild";
+
+const root = resolve(import.meta.dirname, "../..");
+const outfile = process.argv[2] ?? resolve(root, "dist/usher-agent.mjs");
+
+await build({
+  entryPoints: [resolve(root, "bridge-agent/main.ts")],
+  outfile,
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node22",
+  minify: false,
+  sourcemap: false,
+  legalComments: "eof",
+  // ssh2 loads optional native speed-ups inside try/catch; the agent uses its pure JS code.
+  external: ["cpu-features", "*.node"],
+  // Bundled CommonJS dependencies (ssh2, the AWS SDK) call require(): give them one.
+  banner: {
+    js: "import { createRequire as __usherCreateRequire } from 'node:module'; const require = __usherCreateRequire(import.meta.url);",
+  },
+  logLevel: "warning",
+});
+console.log(`built ${outfile}`);
