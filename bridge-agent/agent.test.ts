@@ -98,6 +98,26 @@ describe("Agent", () => {
     await h?.reader.stop();
   });
 
+  it("runs a re-sent command for an operation still in progress only once", async () => {
+    const cmd = command({ hostId: "slow" });
+    const token = await signCommand(cmd, cpSigner);
+    await sqs.send(h.commandQueueUrl, token);
+    await waitFor(() => h.reader.results(cmd.opId).find((r) => r.status === "running"), 8_000, "running");
+    await sqs.send(h.commandQueueUrl, token);
+    await waitFor(
+      () =>
+        h.logs.find(
+          (l) => l.msg === "duplicate command for an operation in progress dropped" && l.opId === cmd.opId,
+        ),
+      8_000,
+      "duplicate dropped",
+    );
+    const final = await finalOf(h.reader, cmd.opId);
+    expect(final.status).toBe("succeeded");
+    expect(h.reader.results(cmd.opId).filter((r) => r.status !== "running")).toHaveLength(1);
+    expect(h.logs.filter((l) => l.msg === "command accepted" && l.opId === cmd.opId)).toHaveLength(2);
+  });
+
   it("runs a signed start: a running then a succeeded result, both signed by the agent", async () => {
     const cmd = command();
     await sqs.send(h.commandQueueUrl, await signCommand(cmd, cpSigner));
@@ -163,10 +183,11 @@ describe("Agent", () => {
     expect(await sqs.counts(h.commandQueueUrl)).toEqual({ visible: 0, inFlight: 0 });
   });
 
-  it("a redelivered start makes one domain", async () => {
+  it("a start delivered again after it ran (say, the agent died before deleting it) makes one domain", async () => {
     const cmd = command({ hostId: "h2" });
     const token = await signCommand(cmd, cpSigner);
     await sqs.send(h.commandQueueUrl, token);
+    await finalOf(h.reader, cmd.opId);
     await sqs.send(h.commandQueueUrl, token);
     await waitFor(
       () => h.reader.results(cmd.opId).filter((r) => r.status === "succeeded").length === 2,

@@ -94,6 +94,7 @@ export class Agent {
       sqs: this.sqs,
       reporter,
       drivers: this.drivers,
+      activeOps: new Set<string>(),
       controlPlaneKey,
       logger: this.log,
     };

@@ -31,6 +31,8 @@ export type CommandDeps = {
   drivers: ReadonlyMap<string, HypervisorDriver>;
   controlPlaneKey: CryptoKey;
   logger: Logger;
+  /** Operations being executed now, by id: a re-sent command for one of them is not run twice. */
+  activeOps: Set<string>;
 };
 
 export async function handleCommand(op: InFlight, deps: CommandDeps): Promise<void> {
@@ -72,6 +74,13 @@ export async function handleCommand(op: InFlight, deps: CommandDeps): Promise<vo
     return;
   }
 
+  if (deps.activeOps.has(cmd.opId)) {
+    // The control plane re-sent a command still running here; the running one will report.
+    log.info("duplicate command for an operation in progress dropped");
+    await deleteMessage(msg, deps, log);
+    return;
+  }
+  deps.activeOps.add(cmd.opId);
   const keepAlive = keepHidden(op, deps, log);
   try {
     const running: AgentResult = { ...base, status: "running", at: new Date().toISOString() };
@@ -98,6 +107,7 @@ export async function handleCommand(op: InFlight, deps: CommandDeps): Promise<vo
     await finish(result, op, deps, log);
   } finally {
     clearInterval(keepAlive);
+    deps.activeOps.delete(cmd.opId);
   }
 }
 
