@@ -7,7 +7,23 @@ import { join } from "node:path";
 import type { JWK } from "jose";
 import { visibilityTimeoutSeconds } from "../../shared/config/queues.ts";
 
-export type SimHost = { id: string; vcpus: number; memoryMiB: number; devices?: Record<string, number> };
+/**
+ * A host of the local stack: simulated by default. A real hypervisor host (`kind` kvm or xen, as in
+ * the KVM test bed) gives its `address` and the agent's settings for it in `agentHost` (ssh, kvm, …),
+ * which go into the agent's config as they are.
+ */
+export type SimHost = {
+  id: string;
+  vcpus: number;
+  memoryMiB: number;
+  devices?: Record<string, number>;
+  kind?: "sim" | "kvm" | "xen";
+  address?: string;
+  agentHost?: Record<string, unknown>;
+};
+
+/** The address a host is registered and driven at. */
+export const hostAddress = (h: SimHost) => h.address ?? simAddress(h.id);
 
 export type AgentConfigInput = {
   dataDir: string;
@@ -60,21 +76,29 @@ export async function writeAgentConfig(input: AgentConfigInput): Promise<string>
     inventoryIntervalSeconds: input.inventoryIntervalSeconds,
     shutdownGraceSeconds: SHUTDOWN_GRACE_SECONDS,
     logLevel: input.logLevel,
-    hosts: input.hosts.map((h) => ({
-      id: h.id,
-      kind: "sim",
-      address: simAddress(h.id),
-      sim: {
-        // Devices are the control plane's to place (registered with the host); the agent contract's
-        // simulated capacity has vCPUs and memory only.
-        capacity: { vcpus: h.vcpus, memoryMiB: h.memoryMiB },
-        delayScale: input.delayScale,
-        // Under dataDir, so simulated domains survive a restart of the stack.
-        statePath: join(simDir, `${h.id}.json`),
-      },
-    })),
+    hosts: input.hosts.map((h) =>
+      h.kind && h.kind !== "sim"
+        ? { id: h.id, kind: h.kind, address: hostAddress(h), ...h.agentHost }
+        : simHostConfig(h, input, simDir),
+    ),
   };
   const file = join(agentsDir, `${input.site}.json`);
   await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   return file;
+}
+
+function simHostConfig(h: SimHost, input: AgentConfigInput, simDir: string) {
+  return {
+    id: h.id,
+    kind: "sim",
+    address: simAddress(h.id),
+    sim: {
+      // Devices are the control plane's to place (registered with the host); the agent contract's
+      // simulated capacity has vCPUs and memory only.
+      capacity: { vcpus: h.vcpus, memoryMiB: h.memoryMiB },
+      delayScale: input.delayScale,
+      // Under dataDir, so simulated domains survive a restart of the stack.
+      statePath: join(simDir, `${h.id}.json`),
+    },
+  };
 }

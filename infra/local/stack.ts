@@ -82,6 +82,12 @@ export type Stack = {
   pids: Record<string, number>;
   /** Ends every child by pid (SIGTERM, SIGKILL after 5 s) and waits for the exits. Safe twice. */
   stop(): Promise<void>;
+  /** The agent of `site`: its pid, a hard kill (SIGKILL to its process group), and a start again. */
+  agent(site: string): {
+    pid(): number;
+    kill(signal?: NodeJS.Signals): Promise<void>;
+    restart(): Promise<void>;
+  };
 };
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -226,6 +232,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     // Agents after their hosts are registered, so their first inventory report is not dropped.
     const agents: Child[] = [];
+    const agentBySite = new Map<string, { child: Child; configPath: string }>();
     for (const site of options.sites) {
       const configPath = await writeAgentConfig({
         dataDir,
@@ -242,8 +249,33 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         inventoryIntervalSeconds: options.agentInventoryIntervalSeconds ?? 30,
         logLevel: options.logLevel ?? "info",
       });
-      agents.push(start(`agent-${site.name}`, entry.agent, ["--config", configPath]));
+      const child = start(`agent-${site.name}`, entry.agent, ["--config", configPath]);
+      agents.push(child);
+      agentBySite.set(site.name, { child, configPath });
     }
+    const agent = (site: string) => {
+      const get = () => {
+        const a = agentBySite.get(site);
+        if (!a) throw new Error(`no agent for site ${site}`);
+        return a;
+      };
+      return {
+        pid: () => get().child.pid,
+        async kill(signal: NodeJS.Signals = "SIGKILL") {
+          const { child } = get();
+          // The whole process group, as a crash of the machine's agent would take it.
+          process.kill(-child.pid, signal);
+          await child.exited;
+        },
+        async restart() {
+          const a = get();
+          if (a.child.running()) throw new Error(`agent of ${site} is still running`);
+          const child = start(`agent-${site}`, entry.agent, ["--config", a.configPath]);
+          agentBySite.set(site, { ...a, child });
+          await waitForAgent(child, log.warn);
+        },
+      };
+    };
 
     await Promise.all(agents.map((agent) => waitForAgent(agent, log.warn)));
 
@@ -272,6 +304,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       userToken: (project, sub) => mintToken({ sub: sub ?? `user-${project}`, project, roles: ["user"] }),
       pids,
       stop,
+      agent,
     };
   } catch (error) {
     log.error("stack failed to start; stopping what started", { error });

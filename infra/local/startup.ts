@@ -1,6 +1,6 @@
 /** Steps of startStack that are not about wiring: host registration, agent readiness, parallel starts. */
 import type { LogFields } from "../../shared/log.ts";
-import { type SimHost, simAddress } from "./agent-config.ts";
+import { hostAddress, type SimHost } from "./agent-config.ts";
 import { type Child, waitUntil } from "./child.ts";
 
 /** Registers one simulated host; 409 (already registered, e.g. after a restart) is fine. */
@@ -19,7 +19,13 @@ export async function registerHost(
   const res = await fetch(`${apiUrl}/v1/hosts`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify({ id: host.id, site, kind: "sim", address: simAddress(host.id), capacity }),
+    body: JSON.stringify({
+      id: host.id,
+      site,
+      kind: host.kind ?? "sim",
+      address: hostAddress(host),
+      capacity,
+    }),
   });
   const text = await res.text();
   if (res.status === 409) return info("host already registered", { hostId: host.id, site });
