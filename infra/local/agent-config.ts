@@ -40,6 +40,8 @@ export type AgentConfigInput = {
   pollWaitSeconds: number;
   inventoryIntervalSeconds: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** Merged over the generated settings. */
+  settings?: Record<string, unknown> | undefined;
 };
 
 /**
@@ -76,6 +78,7 @@ export async function writeAgentConfig(input: AgentConfigInput): Promise<string>
     inventoryIntervalSeconds: input.inventoryIntervalSeconds,
     shutdownGraceSeconds: SHUTDOWN_GRACE_SECONDS,
     logLevel: input.logLevel,
+    ...input.settings,
     hosts: input.hosts.map((h) =>
       h.kind && h.kind !== "sim"
         ? { id: h.id, kind: h.kind, address: hostAddress(h), ...h.agentHost }

@@ -55,6 +55,8 @@ export type StackOptions = {
   agentInventoryIntervalSeconds?: number;
   /** Extra environment for the API and consumers (overrides the stack's). */
   extraEnv?: Record<string, string>;
+  /** Agent settings merged into each agent's config (e.g. visibilityTimeoutSeconds for crash tests). */
+  agentSettings?: Record<string, unknown>;
   /** Every output line of every child, tagged with the child's name. Default: prefixed on stdout. */
   logSink?: LineSink;
   /** Other scripts to run instead of the real entry points (tests of the stack itself). */
@@ -247,6 +249,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         delayScale: options.delayScale ?? 1,
         pollWaitSeconds: options.agentPollWaitSeconds ?? 20,
         inventoryIntervalSeconds: options.agentInventoryIntervalSeconds ?? 30,
+        settings: options.agentSettings,
         logLevel: options.logLevel ?? "info",
       });
       const child = start(`agent-${site.name}`, entry.agent, ["--config", configPath]);
