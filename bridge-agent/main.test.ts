@@ -37,7 +37,7 @@ describe("bridge-agent/main.ts", () => {
   it("exits 2 with a plain message on bad usage or a bad config", async () => {
     const noArgs = run([]);
     expect(await noArgs.exited).toBe(2);
-    expect(noArgs.out.stderr).toMatch(/usage: node bridge-agent\/main.ts --config/);
+    expect(noArgs.out.stderr).toMatch(/usage: usher-agent --config <path.json> \[--check\]/);
     const path = join(dir, "bad.json");
     writeFileSync(path, JSON.stringify({ agentId: "a" }));
     const bad = run(["--config", path]);

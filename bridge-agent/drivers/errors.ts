@@ -21,6 +21,12 @@ export const DriverErrorCode = {
   driverUnavailable: "driver_unavailable",
   /** The operation was cancelled (deadline or agent stop) before it completed. */
   aborted: "aborted",
+  /** A command on the host ran past its time limit and was killed. */
+  timeout: "timeout",
+  /** The host refused the agent's SSH credentials. */
+  authFailed: "auth_failed",
+  /** The host presented an SSH host key other than the pinned one; nothing was sent to it. */
+  hostKeyMismatch: "host_key_mismatch",
 } as const;
 export type DriverErrorCode = (typeof DriverErrorCode)[keyof typeof DriverErrorCode];
 
