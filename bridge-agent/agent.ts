@@ -15,6 +15,7 @@ import { collectInventory } from "./inventory.ts";
 import { DEFAULT_SEND_RETRY, Reporter, type RetryPolicy } from "./reporter.ts";
 import { sleep } from "./sleep.ts";
 import { createSqsClient, type ReceivedMessage, Sqs } from "./sqs.ts";
+import { RunnerPool } from "./transport/pool.ts";
 
 export type AgentDeps = {
   /** Where logs go; JSON lines on stdout at the config's level when absent. */
@@ -34,6 +35,7 @@ export class Agent {
   private readonly config: AgentConfig;
   private readonly log: Logger;
   private readonly simWorld: SimWorld;
+  private readonly runners: RunnerPool;
   private readonly sqs: Sqs;
   private readonly ownsClient: boolean;
   private readonly sendRetry: RetryPolicy;
@@ -52,6 +54,7 @@ export class Agent {
     const ids = { component: "bridge-agent", agentId: config.agentId, site: config.site };
     this.log = deps.logger ? deps.logger.child(ids) : createLogger(ids, { level: config.logLevel });
     this.simWorld = deps.simWorld ?? new SimWorld();
+    this.runners = new RunnerPool(config.hosts, this.log);
     this.sqs = new Sqs(deps.sqsClient ?? createSqsClient(config));
     this.ownsClient = !deps.sqsClient;
     this.sendRetry = deps.sendRetry ?? DEFAULT_SEND_RETRY;
@@ -81,7 +84,7 @@ export class Agent {
     const controlPlaneKey = (await importKey(this.config.controlPlanePublicKey, "controlPlanePublicKey")).key;
     const signer = await importKey(this.config.signingKey, "signingKey");
     for (const host of this.config.hosts)
-      this.drivers.set(host.id, createDriver(host, { simWorld: this.simWorld }));
+      this.drivers.set(host.id, createDriver(host, { simWorld: this.simWorld, runners: this.runners }));
     const reporter = new Reporter({
       sqs: this.sqs,
       queueUrl: this.config.sqs.resultsQueueUrl,
@@ -122,6 +125,7 @@ export class Agent {
     await this.inventoryRun;
     for (const driver of this.drivers.values())
       await driver.close().catch((err) => this.log.warn("driver close failed", { err }));
+    await this.runners.close().catch((err) => this.log.warn("ssh runners close failed", { err }));
     if (this.ownsClient) this.sqs.close();
     this.log.info("agent stopped");
   }

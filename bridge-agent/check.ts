@@ -7,6 +7,7 @@ import { importEd25519 } from "../shared/signing/keys.ts";
 import type { AgentConfig } from "./config.ts";
 import { createDriver } from "./drivers/registry.ts";
 import { SimWorld } from "./drivers/sim-world.ts";
+import { RunnerPool } from "./transport/pool.ts";
 
 export type HostCheck = { hostId: string; kind: string; ok: boolean; detail: string };
 
@@ -18,12 +19,13 @@ export async function checkConfig(
   await importEd25519(config.controlPlanePublicKey);
   await importEd25519(config.signingKey);
   const simWorld = new SimWorld();
-  return Promise.all(
+  const runners = new RunnerPool(config.hosts);
+  const checks = await Promise.all(
     config.hosts.map(async (host): Promise<HostCheck> => {
       const base = { hostId: host.id, kind: host.kind };
       let driver: ReturnType<typeof createDriver> | undefined;
       try {
-        driver = createDriver(host, { simWorld });
+        driver = createDriver(host, { simWorld, runners });
         const signal = AbortSignal.timeout(opts.timeoutMs ?? 20_000);
         const inv = await driver.inventory({ signal });
         if (!inv.reachable) return { ...base, ok: false, detail: inv.error?.message ?? "unreachable" };
@@ -37,6 +39,8 @@ export async function checkConfig(
       }
     }),
   );
+  await runners.close();
+  return checks;
 }
 
 export function formatChecks(checks: HostCheck[]): string {

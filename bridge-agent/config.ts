@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { HostAddress, HypervisorKind, Name } from "../shared/contracts/index.ts";
+import { SshHostConfig } from "./transport/ssh-config.ts";
 
 /** An Ed25519 JWK; `d` is required for private keys. */
 const Ed25519Jwk = z.looseObject({
@@ -28,6 +29,52 @@ export const SimHostConfig = z.strictObject({
 });
 export type SimHostConfig = z.infer<typeof SimHostConfig>;
 
+/** How the other hosts' libvirt reaches this host when it is a migration target (`qemu+ssh`). */
+export const KvmMigrationConfig = z.strictObject({
+  /** SSH user on this host for libvirt's tunnel. */
+  user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}$/)
+    .default("root"),
+  /** This host's sshd port. */
+  port: z.number().int().min(1).max(65_535).default(22),
+  /** Key the source host uses (a path on the source host). */
+  keyfile: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/-]+$/)
+    .optional(),
+  /**
+   * Skip host key checking between hosts. Only for test beds: in production each host's
+   * known_hosts holds the others' keys (provisioned with the hosts).
+   */
+  noVerify: z.boolean().default(false),
+});
+
+export const KvmHostConfig = z.strictObject({
+  /** libvirt connection URI on the host. */
+  uri: z
+    .string()
+    .regex(/^qemu(\+[a-z]+)?:\/\/[A-Za-z0-9.@:/_-]*$/)
+    .default("qemu:///system"),
+  /** `kvm`, or `qemu` (TCG) where the host has no /dev/kvm. */
+  domainType: z.enum(["kvm", "qemu"]).default("kvm"),
+  /** Base images (`<imagesDir>/<image>.qcow2`) and overlays. */
+  imagesDir: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/-]+$/)
+    .optional(),
+  migration: KvmMigrationConfig.default({ user: "root", port: 22, noVerify: false }),
+});
+export type KvmHostConfig = z.infer<typeof KvmHostConfig>;
+
+export const XenHostConfig = z.strictObject({
+  /** Where configs and saved domains live on the host (dom0). */
+  stateDir: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/-]+$/)
+    .optional(),
+});
+
 export const HostConfig = z.strictObject({
   /** The host's id as registered in the control plane; commands name it in `hostId`. */
   id: Name,
@@ -37,6 +84,12 @@ export const HostConfig = z.strictObject({
   address: HostAddress,
   /** Only for `sim` hosts; defaults apply when absent. */
   sim: SimHostConfig.optional(),
+  /** How the agent logs in (kvm and xen hosts): user, key, and the pinned host key fingerprint. */
+  ssh: SshHostConfig.optional(),
+  /** Only for `kvm` hosts. */
+  kvm: KvmHostConfig.optional(),
+  /** Only for `xen` hosts. */
+  xen: XenHostConfig.optional(),
 });
 export type HostConfig = z.infer<typeof HostConfig>;
 
@@ -87,6 +140,20 @@ export const AgentConfig = z
       if (seen.has(host.id))
         ctx.addIssue({ code: "custom", path: ["hosts", i, "id"], message: `duplicate host id ${host.id}` });
       seen.add(host.id);
+      if (host.kind !== "sim" && !host.ssh) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["hosts", i, "ssh"],
+          message: `a ${host.kind} host needs ssh settings`,
+        });
+      }
+      if ((host.kvm && host.kind !== "kvm") || (host.xen && host.kind !== "xen")) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["hosts", i, host.kind],
+          message: "settings for another hypervisor kind",
+        });
+      }
       if (host.sim && host.kind !== "sim") {
         ctx.addIssue({
           code: "custom",

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type SimHostConfig, SimHostConfig as SimHostSchema } from "../config.ts";
+import { RunnerPool } from "../transport/pool.ts";
 import { describeDriverSuite } from "./driver.suite.ts";
 import { createDriver } from "./registry.ts";
 import { SimDriver } from "./sim.ts";
@@ -145,15 +146,15 @@ describe("sim driver", () => {
     expect(after).toEqual(before);
   });
 
-  it("the registry builds sim drivers and refuses kvm and xen in this build", () => {
+  it("the registry builds sim drivers, and refuses kvm and xen hosts without ssh settings", () => {
     const world = new SimWorld();
     const host = { id: "s1", kind: "sim", address: "sim" } as const;
-    expect(createDriver(host, { simWorld: world }).kind).toBe("sim");
-    expect(() => createDriver({ ...host, id: "k1", kind: "kvm" }, { simWorld: world })).toThrow(
-      expect.objectContaining({ code: "driver_unavailable" }),
-    );
-    expect(() => createDriver({ ...host, id: "x1", kind: "xen" }, { simWorld: world })).toThrow(
-      /not available/,
-    );
+    const runners = new RunnerPool([host]);
+    expect(createDriver(host, { simWorld: world, runners }).kind).toBe("sim");
+    for (const kind of ["kvm", "xen"] as const) {
+      expect(() => createDriver({ ...host, id: `${kind}1`, kind }, { simWorld: world, runners })).toThrow(
+        expect.objectContaining({ code: "driver_unavailable" }),
+      );
+    }
   });
 });
