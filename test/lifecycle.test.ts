@@ -78,7 +78,12 @@ describe("a VM's life", () => {
     // Migration to a host the admin names; capacity moves with the VM.
     const target = source === "host-1" ? "host-2" : "host-1";
     const tgtBefore = (await t.api(`/v1/hosts/${target}`)).body;
-    await act(vm.id, "migrate", { targetHostId: target, live: true }, t.adminToken);
+    const migration = await act(vm.id, "migrate", { targetHostId: target, live: true }, t.adminToken);
+    expect(migration).toMatchObject({
+      hostId: source,
+      progressPercent: 100,
+      args: { targetHostId: target, live: true },
+    });
     const moved = await getVm(vm.id);
     expect(moved).toMatchObject({ state: "running", hostId: target });
     const srcAfter = (await t.api(`/v1/hosts/${source}`)).body;

@@ -71,6 +71,8 @@ export const Operation = z
     idempotencyKey: z.string().nullable(),
     attempts: z.number().int(),
     seq: z.number().int(),
+    /** How far a long operation (a migration) has got, as the agent last reported. */
+    progressPercent: z.number().nullable(),
     deadline: z.string(),
     hostId: z.string().nullable(),
     error: ErrorInfo.nullable(),

@@ -92,7 +92,12 @@ export async function finishOperation(
         deps.db.table,
         keys.op(op.id),
         {
-          set: { status, finishedAt: now, updatedAt: now, ...(outcome.ok ? {} : { error: outcome.error }) },
+          set: {
+            status,
+            finishedAt: now,
+            updatedAt: now,
+            ...(outcome.ok ? { progressPercent: 100 } : { error: outcome.error }),
+          },
           remove: ["gsi2pk", "gsi2sk"],
         },
         {

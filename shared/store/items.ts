@@ -56,6 +56,7 @@ export type OpItem = {
   site: string;
   attempts: number;
   seq: number;
+  progressPercent?: number;
   deadline: string;
   hostId?: string;
   error?: ErrorInfo;
@@ -143,6 +144,7 @@ export function opView(item: OpItem): Operation {
     idempotencyKey: item.idempotencyKey ?? null,
     attempts: item.attempts,
     seq: item.seq,
+    progressPercent: item.progressPercent ?? null,
     deadline: item.deadline,
     hostId: item.hostId ?? null,
     error: item.error ?? null,
