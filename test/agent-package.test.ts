@@ -70,6 +70,26 @@ describe("the agent bundle", () => {
     expect(res.stdout).toMatch(/^ok {3}s2 \(sim\)/m);
   });
 
+  it("fails --check, exit 1, for a host it cannot reach over SSH, and still checks the others", async () => {
+    const ssh = {
+      port: 9,
+      privateKeyPath: join(dir, "no-such-key"),
+      hostKeyFingerprint: `SHA256:${"A".repeat(43)}`,
+      readyTimeoutMs: 2000,
+    };
+    const res = await agent([
+      "--config",
+      await config([
+        { id: "k1", kind: "kvm", address: "127.0.0.1", ssh },
+        { id: "s1", kind: "sim", address: "s1.sim" },
+      ]),
+      "--check",
+    ]);
+    expect(res.code).toBe(1);
+    expect(res.stdout).toMatch(/^FAIL k1 \(kvm\): (host_unreachable|auth_failed): /m);
+    expect(res.stdout).toMatch(/^ok {3}s1 \(sim\)/m);
+  });
+
   it("refuses a bad config with a plain message and exit 2", async () => {
     const path = join(dir, "bad.json");
     await writeFile(path, JSON.stringify({ agentId: "x", site: "Not A Name", hosts: [] }));

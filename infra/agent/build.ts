@@ -21,9 +21,16 @@ await build({
   legalComments: "eof",
   // ssh2 loads optional native speed-ups inside try/catch; the agent uses its pure JS code.
   external: ["cpu-features", "*.node"],
-  // Bundled CommonJS dependencies (ssh2, the AWS SDK) call require(): give them one.
+  // Bundled CommonJS dependencies (ssh2, the AWS SDK) use require, __dirname and __filename.
   banner: {
-    js: "import { createRequire as __usherCreateRequire } from 'node:module'; const require = __usherCreateRequire(import.meta.url);",
+    js: [
+      "import { createRequire as __usherRequire } from 'node:module';",
+      "import { fileURLToPath as __usherPath } from 'node:url';",
+      "import { dirname as __usherDirname } from 'node:path';",
+      "const require = __usherRequire(import.meta.url);",
+      "const __filename = __usherPath(import.meta.url);",
+      "const __dirname = __usherDirname(__filename);",
+    ].join(" "),
   },
   logLevel: "warning",
 });
