@@ -13,8 +13,11 @@ export async function collectInventory(
   ids: { agentId: string; site: string },
   timeoutMs: number,
 ): Promise<AgentInventory> {
+  // Stamped before any host is listed: the control plane compares against records older than this,
+  // so an operation that finished while a host was being listed is never mistaken for drift.
+  const at = new Date().toISOString();
   const hosts = await Promise.all([...drivers].map((d) => hostInventory(d, timeoutMs)));
-  return { type: "inventory", site: ids.site, agentId: ids.agentId, hosts, at: new Date().toISOString() };
+  return { type: "inventory", site: ids.site, agentId: ids.agentId, hosts, at };
 }
 
 async function hostInventory(driver: HypervisorDriver, timeoutMs: number): Promise<HostInventory> {

@@ -296,6 +296,22 @@ describe("idempotent retries", () => {
     expect(clash.body.code).toBe("idempotency_key_reused");
   });
 
+  it("replays, rather than refuses, concurrent creates with the same key", async () => {
+    const init = {
+      method: "POST",
+      token: user,
+      headers: { "idempotency-key": "create-race-1" },
+      json: { name: "race-1", vcpus: 1, memoryMiB: 256 },
+    };
+    const answers = await Promise.all([
+      t.api("/v1/vms", init),
+      t.api("/v1/vms", init),
+      t.api("/v1/vms", init),
+    ]);
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 202]);
+    expect(new Set(answers.map((a) => a.body.vm.id)).size).toBe(1);
+  });
+
   it("makes one operation for concurrent retries of an action", async () => {
     const { vm, operation } = await createVm("idem-2");
     await t.waitForOperation(operation.id, user);

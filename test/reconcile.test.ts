@@ -191,7 +191,7 @@ describe("host liveness", () => {
       site: "local",
       agentId: "a1",
       at: new Date().toISOString(),
-      hosts: [{ hostId: "quiet", reachable: true, domains: [] }],
+      hosts: ["quiet", "r1", "r2"].map((hostId) => ({ hostId, reachable: true, domains: [] })),
     };
     await handleReport(deps, await signReport(inventory, "local", bed.agentSigner));
     const back = await getHostItem(deps, "quiet");
@@ -212,5 +212,97 @@ describe("host liveness", () => {
     };
     await handleReport(bed.deps(), await signReport(inventory, "local", bed.agentSigner));
     expect(await getHostItem(bed.deps(), "nowhere")).toBeUndefined();
+  });
+});
+
+describe("failed migrations", () => {
+  async function migrating(name: string) {
+    const deps = bed.deps();
+    const created = await createVm(
+      deps,
+      { principal: admin, requestId: `req-${name}` },
+      { name, vcpus: 1, memoryMiB: 256 },
+    );
+    const { vm, operation } = created.body as { vm: { id: string }; operation: { id: string } };
+    await scheduleOperation(deps, { opId: operation.id, requestId: "r" });
+    await finishOperation(
+      deps,
+      (await getOpItem(deps, operation.id))!,
+      await getVmItem(deps, vm.id),
+      { ok: true, powerState: "running" },
+      { dispatched: true },
+    );
+    const mig = (
+      await requestAction(deps, { principal: admin, requestId: "m" }, vm.id, { action: "migrate" })
+    ).body as { operation: { id: string } };
+    await scheduleOperation(deps, { opId: mig.operation.id, requestId: "m" });
+    const placed = (await getVmItem(deps, vm.id))!;
+    expect(placed.migrationHostId).toBeTruthy();
+    return { vmId: vm.id, opId: mig.operation.id, source: placed.hostId!, target: placed.migrationHostId! };
+  }
+
+  it("keeps both claims when the domain is gone from the source (it may run on the target)", async () => {
+    const deps = bed.deps();
+    const m = await migrating("mig-gone");
+    const error = { code: "migration_failed", message: "lost track" };
+    await finishOperation(
+      deps,
+      (await getOpItem(deps, m.opId))!,
+      await getVmItem(deps, m.vmId),
+      { ok: false, error, powerState: "absent" },
+      { dispatched: true },
+    );
+    expect(await getVmItem(deps, m.vmId)).toMatchObject({
+      state: "error",
+      hostId: m.source,
+      migrationHostId: m.target,
+    });
+    expect(await getClaim(deps, m.source, m.vmId)).toBeTruthy();
+    expect(await getClaim(deps, m.target, m.vmId)).toBeTruthy();
+  });
+
+  it("releases the target claim when the domain is still running on the source", async () => {
+    const deps = bed.deps();
+    const m = await migrating("mig-stayed");
+    const error = { code: "migration_failed", message: "refused by target" };
+    await finishOperation(
+      deps,
+      (await getOpItem(deps, m.opId))!,
+      await getVmItem(deps, m.vmId),
+      { ok: false, error, powerState: "running" },
+      { dispatched: true },
+    );
+    const vm = await getVmItem(deps, m.vmId);
+    expect(vm).toMatchObject({ state: "running", hostId: m.source });
+    expect(vm?.migrationHostId).toBeUndefined();
+    expect(await getClaim(deps, m.target, m.vmId)).toBeUndefined();
+    expect(await getClaim(deps, m.source, m.vmId)).toBeTruthy();
+  });
+});
+
+describe("inventory timing", () => {
+  it("leaves a VM changed just before the inventory was taken to the next inventory", async () => {
+    const deps = bed.deps();
+    const created = await createVm(
+      deps,
+      { principal: admin, requestId: "fresh" },
+      { name: "fresh-1", vcpus: 1, memoryMiB: 256 },
+    );
+    const { vm, operation } = created.body as { vm: { id: string }; operation: { id: string } };
+    await scheduleOperation(deps, { opId: operation.id, requestId: "r" });
+    await finishOperation(
+      deps,
+      (await getOpItem(deps, operation.id))!,
+      await getVmItem(deps, vm.id),
+      { ok: true, powerState: "running" },
+      { dispatched: true },
+    );
+    const placed = (await getVmItem(deps, vm.id))!;
+    // An inventory stamped 2 s after the VM started: within the margin, so not (yet) drift.
+    const at = new Date(Date.parse(placed.updatedAt) + 2_000).toISOString();
+    expect(await reconcileHost(deps, { hostId: placed.hostId!, reachable: true, domains: [] }, at)).toEqual(
+      [],
+    );
+    expect((await getVmItem(deps, vm.id))?.state).toBe("running");
   });
 });

@@ -10,7 +10,7 @@ import { createHost } from "../shared/services/hosts.ts";
 import { getOpItem } from "../shared/services/operations.ts";
 import { scheduleOperation } from "../shared/services/scheduling.ts";
 import { sweep } from "../shared/services/sweep.ts";
-import { createVm, getVmItem } from "../shared/services/vms.ts";
+import { createVm, getVmItem, requestAction } from "../shared/services/vms.ts";
 import { admin, type ServiceBed, startServiceBed } from "./support/services.ts";
 
 let bed: ServiceBed;
@@ -112,5 +112,43 @@ describe("sweep", () => {
     // The domain may exist on the host: its capacity stays claimed until reconciled or destroyed.
     expect(await getClaim(bed.deps(), "h1", vm.id)).toMatchObject({ opId: operation.id });
     bed.clock.offsetMs = 0;
+  });
+});
+
+describe("sweep and a VM's turn", () => {
+  it("never strands a VM: a later operation past its deadline waits for its turn, then fails with the VM", async () => {
+    const deps = bed.deps();
+    const { vm, operation } = await newVm("turns");
+    await scheduleOperation(deps, { opId: operation.id, requestId: "req-turns" });
+    expect((await getOpItem(deps, operation.id))?.status).toBe("dispatched");
+    bed.clock.offsetMs = 10_000; // op2 is submitted later, so its deadline is later too
+    const second = (
+      await requestAction(bed.deps(), { principal: admin, requestId: "req-turns-2" }, vm.id, {
+        action: "pause",
+      })
+    ).body as { operation: { id: string } };
+
+    // Past op2's deadline but within op1's grace: op1 still belongs to the agent, op2 must wait.
+    bed.clock.offsetMs = 10_000 + 121_000;
+    await sweep(bed.deps());
+    expect((await getOpItem(deps, operation.id))?.status).toBe("dispatched");
+    expect((await getOpItem(deps, second.operation.id))?.status).toBe("queued");
+
+    // Past op1's grace: op1 fails, then op2 fails in its turn, and the VM's turn moves past both.
+    bed.clock.offsetMs = 10_000 + 160_000;
+    await sweep(bed.deps());
+    expect((await getOpItem(deps, operation.id))?.status).toBe("failed");
+    expect((await getOpItem(deps, second.operation.id))?.error?.code).toBe("deadline_exceeded");
+    expect(await getVmItem(deps, vm.id)).toMatchObject({ opSeq: 2, doneSeq: 2 });
+
+    // The VM takes work again.
+    bed.clock.offsetMs = 0;
+    const del = (
+      await requestAction(bed.deps(), { principal: admin, requestId: "req-turns-3" }, vm.id, {
+        action: "delete",
+      })
+    ).body as { operation: { id: string } };
+    await scheduleOperation(bed.deps(), { opId: del.operation.id, requestId: "req-turns-3" });
+    expect((await getOpItem(bed.deps(), del.operation.id))?.status).toBe("dispatched");
   });
 });

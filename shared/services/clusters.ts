@@ -118,7 +118,7 @@ export async function createCluster(
           ErrorCode.nameTaken,
           `a cluster named ${body.name} already exists in this project`,
         );
-      if (failed?.some((i) => i >= 3 && (i - 3) % 3 === 0)) {
+      if (failed?.some((i) => i >= 3 && i < 3 + 3 * made.length && (i - 3) % 3 === 0)) {
         throw new ConflictError(
           ErrorCode.nameTaken,
           `a VM named like this cluster's members (${body.name}-…) already exists`,

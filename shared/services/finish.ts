@@ -44,12 +44,30 @@ function plan(op: OpItem, vm: VmItem, outcome: Outcome, dispatched: boolean): Pl
       p.set.hostId = outcome.finalHostId ?? vm.migrationHostId;
       p.remove.push("migrationHostId");
       p.set.state = power ? stateFromPower(power) : rule.after;
+    } else if (power === "absent") {
+      // The host says the domain is gone (e.g. a shutdown that undefined it): it holds nothing now.
+      p.release.push(vm.hostId, vm.migrationHostId);
+      p.remove.push("hostId", "migrationHostId");
+      p.set.state = "destroyed";
     } else {
       p.set.state = power ? stateFromPower(power) : rule.after;
     }
     return p;
   }
-  // Failure. Claims this operation made are undone when nothing can be running on them.
+  // Failure. Claims this operation made are undone only when nothing can be running on them.
+  if (op.action === "migrate" && dispatched) {
+    // The agent observes the source. Running or paused there: the migration did not happen, the
+    // target claim goes. Anything else (absent on the source, or unknown): the domain may be on the
+    // target, so both claims stay and the VM is in error until reconciled or destroyed.
+    if (power === "running" || power === "paused") {
+      p.release.push(vm.migrationHostId);
+      p.remove.push("migrationHostId");
+      p.set.state = stateFromPower(power);
+    } else {
+      p.set.state = "error";
+    }
+    return p;
+  }
   if (vm.migrationHostId) {
     p.release.push(vm.migrationHostId);
     p.remove.push("migrationHostId");
@@ -123,14 +141,16 @@ export async function finishOperation(
         }),
       });
     } else {
-      const set = { ...p.set, doneSeq: op.seq, version: vm.version + 1, updatedAt: now };
+      const set = { ...p.set, doneSeq: op.seq, updatedAt: now };
       // On failure a host reference goes only with its claim (a claim older than this operation stays).
       const kept = (f: string) => {
         const hostId = f === "hostId" ? vm.hostId : f === "migrationHostId" ? vm.migrationHostId : undefined;
         return hostId !== undefined && !released.some((c) => c.hostId === hostId);
       };
       const remove = p.remove.filter((f) => !(f in set) && (outcome.ok || !kept(f)));
-      items.push({ Update: updateOf(deps.db.table, keys.vm(vm.id), { set, remove }, turn) });
+      items.push({
+        Update: updateOf(deps.db.table, keys.vm(vm.id), { set, remove, inc: { version: 1 } }, turn),
+      });
     }
     for (const claim of released) items.push(...releaseItems(deps, claim));
   }

@@ -11,7 +11,7 @@ import {
   transact,
   updateOf,
 } from "../store/base.ts";
-import { failedConditions } from "../store/errors.ts";
+import { failedConditions, isTransactionConflict } from "../store/errors.ts";
 import { type HostItem, hostView, limitsOf } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
@@ -181,7 +181,8 @@ export async function patchHost(
       ]);
       return hostView({ ...host, ...set });
     } catch (err) {
-      if (failedConditions(err)?.includes(0)) continue;
+      // Changed since we read it (a claim, a release, another change): read again and retry.
+      if (failedConditions(err)?.includes(0) || isTransactionConflict(err)) continue;
       throw err;
     }
   }

@@ -5,7 +5,6 @@
  */
 import { ConflictError, ErrorCode } from "../errors.ts";
 import { getItem, putOf, type TxItem } from "../store/base.ts";
-import { failedConditions } from "../store/errors.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
 
@@ -67,11 +66,10 @@ export async function idempotent(
   try {
     return { ...(await fn((r) => [recordItem(deps, req, r)])), replayed: false };
   } catch (err) {
-    // A concurrent request with the same key may have committed first: replay it.
-    if (failedConditions(err)?.length) {
-      const now = await lookup(deps, req);
-      if (now) return { ...now, replayed: true };
-    }
+    // A concurrent request with the same key may have committed first (our transaction then failed,
+    // on the key or on what it guards, such as a name): replay its response.
+    const now = await lookup(deps, req);
+    if (now) return { ...now, replayed: true };
     throw err;
   }
 }

@@ -1,4 +1,5 @@
 /** Placement with a claim: rank the site's hosts, then claim the best with a conditional transaction. */
+import type { HypervisorKind } from "../contracts/common.ts";
 import { ErrorCode, UsherError } from "../errors.ts";
 import { type Demand, explain, type HostSnapshot, rank } from "../scheduler/placement.ts";
 import { transact, updateOf } from "../store/base.ts";
@@ -19,6 +20,8 @@ export type PlaceOptions = {
   only?: string | undefined;
   /** Never this host (the migration source). */
   exclude?: string | undefined;
+  /** Only hosts of this hypervisor kind (a migration stays on the source's kind). */
+  kind?: HypervisorKind | undefined;
 };
 
 /**
@@ -31,7 +34,7 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
     vcpus: vm.spec.vcpus,
     memoryMiB: vm.spec.memoryMiB,
     devices: vm.spec.devices ?? {},
-    hypervisor: vm.spec.hypervisor,
+    hypervisor: opts.kind ?? vm.spec.hypervisor,
   };
   let hosts: HostItem[] = await siteHosts(deps, vm.site);
   if (opts.only) hosts = hosts.filter((h) => h.id === opts.only);

@@ -46,6 +46,9 @@ function expectedPower(state: VmState): PowerState | undefined {
   }
 }
 
+/** Records changed this close to (or after) an inventory's time are left to the next inventory. */
+export const SNAPSHOT_MARGIN_MS = 10_000;
+
 const observedState = (p: PowerState): VmState => (p === "absent" ? "destroyed" : p);
 
 export async function reconcileHost(deps: Deps, inv: HostInventory, at: string): Promise<Drift[]> {
@@ -61,9 +64,12 @@ export async function reconcileHost(deps: Deps, inv: HostInventory, at: string):
     const vm = await getVmItem(deps, claim.vmId);
     if (!vm) continue;
     if (vm.hostId === inv.hostId) placedHere.add(vm.id);
-    // A migration target's claim, an operation in flight, or a change after the snapshot: not drift.
-    if (vm.hostId !== inv.hostId || vm.opSeq !== vm.doneSeq || Date.parse(vm.updatedAt) > Date.parse(at))
-      continue;
+    // A migration target's claim, an operation in flight, or a change near or after the snapshot
+    // (the margin absorbs clock skew between agent and control plane): not drift.
+    if (vm.hostId !== inv.hostId || vm.opSeq !== vm.doneSeq) continue;
+    if (Date.parse(vm.updatedAt) > Date.parse(at) - SNAPSHOT_MARGIN_MS) continue;
+    // Already flagged: under the error policy, nothing more to record until someone acts on it.
+    if (vm.state === "error" && deps.config.driftPolicy === "error") continue;
     const domain = domains.get(vm.id);
     const expected = expectedPower(vm.state);
     if (!domain || domain.powerState === "absent") {

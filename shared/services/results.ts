@@ -86,6 +86,12 @@ async function recordResult(deps: Deps, site: string, r: AgentResult): Promise<v
     }
     return;
   }
+  // A migration succeeds only onto the target this operation claimed (or the claims would not follow).
+  if (op.action === "migrate" && r.status === "succeeded" && (!r.finalHostId || r.finalHostId === r.hostId)) {
+    return log.error("result refused: a migration's success must name its target host", {
+      finalHostId: r.finalHostId,
+    });
+  }
   if (r.finalHostId && r.finalHostId !== r.hostId) {
     const target = await getHostItem(deps, r.finalHostId);
     if (!vm || vm.migrationHostId !== r.finalHostId || target?.site !== site) {

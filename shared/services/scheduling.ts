@@ -63,7 +63,9 @@ export async function scheduleOperation(deps: Deps, msg: OpsMessage): Promise<vo
   } catch (err) {
     if (
       err instanceof UsherError &&
-      (err.code === ErrorCode.noCapacity || err.code === ErrorCode.invalidState)
+      (err.code === ErrorCode.noCapacity ||
+        err.code === ErrorCode.invalidState ||
+        err.code === ErrorCode.hostUnavailable)
     ) {
       await finishOperation(
         deps,
@@ -103,7 +105,7 @@ async function route(deps: Deps, op: OpItem, vm: VmItem): Promise<void> {
   if (op.action === "migrate") {
     const target = vm.migrationHostId
       ? required(await getHostItem(deps, vm.migrationHostId), vm.migrationHostId)
-      : await place(deps, vm, op, { field: "migrationHostId", only, exclude: vm.hostId });
+      : await place(deps, vm, op, { field: "migrationHostId", only, exclude: vm.hostId, kind: source.kind });
     return dispatch(deps, op, vm, source, target);
   }
   return dispatch(deps, op, vm, source);
@@ -141,9 +143,8 @@ async function markScheduling(deps: Deps, op: OpItem): Promise<OpItem | undefine
 }
 
 /**
- * Signs and sends the command, then marks the operation dispatched. Sending first means a crash in
- * between re-sends the command on redelivery (the agent executes a command at most once in effect),
- * rather than leaving an operation marked dispatched whose command never left.
+ * Marks the operation dispatched (and the VM in its transitional state), then signs and sends the
+ * command. A re-dispatch by the sweep goes through here too, for an operation already dispatched.
  */
 export async function dispatch(
   deps: Deps,
@@ -170,7 +171,7 @@ export async function dispatch(
     deadline: op.deadline,
     attempt: op.attempts,
   };
-  await deps.queues.sendCommand(host.site, await signCommand(cmd, deps.signer));
+  const jws = await signCommand(cmd, deps.signer);
   const now = deps.now().toISOString();
   const during = LIFECYCLE[op.action].during;
   try {
@@ -213,6 +214,18 @@ export async function dispatch(
     if (failedConditions(err)?.length)
       return deps.log.debug("operation moved on while dispatching", { opId: op.id });
     throw err;
+  }
+  // Recorded first, then sent: a send that fails (or a crash here) leaves a dispatched operation the
+  // agent never acknowledges, which the sweep re-sends; so no command is ever out unrecorded.
+  try {
+    await deps.queues.sendCommand(host.site, jws);
+  } catch (err) {
+    deps.log.warn("command send failed; the sweep will re-send it", {
+      err,
+      opId: op.id,
+      requestId: op.requestId,
+    });
+    return;
   }
   deps.log.info("operation dispatched", {
     opId: op.id,

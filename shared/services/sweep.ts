@@ -13,7 +13,7 @@ import type { Deps } from "./context.ts";
 import { eventItem } from "./events.ts";
 import { finishOperation } from "./finish.ts";
 import { getHostItem } from "./hosts.ts";
-import { enqueueOps } from "./operations.ts";
+import { enqueueOps, getOpItem } from "./operations.ts";
 import { dispatch } from "./scheduling.ts";
 import { getVmItem } from "./vms.ts";
 
@@ -55,8 +55,11 @@ export async function sweep(deps: Deps): Promise<SweepReport> {
         (!withAgent || now > Date.parse(op.deadline) + deps.config.deadlineGraceSeconds * 1000)
       ) {
         const vm = await getVmItem(deps, op.vmId);
-        // Only the operation whose turn it is may move the VM; later ones fail without touching it.
-        const mine = vm && vm.doneSeq === op.seq - 1 ? vm : undefined;
+        // Only the operation whose turn it is may finish with its VM: a later one waits for its turn
+        // (then the scheduler fails it past its deadline, advancing the VM), so no VM is left stuck
+        // behind an operation that can never finish. Without a VM, it fails on its own.
+        if (vm && vm.doneSeq !== op.seq - 1) continue;
+        const mine = vm;
         const message = withAgent
           ? "the agent did not report within the deadline; the VM's state is unknown until reconciled"
           : "the operation's deadline passed before it could run";
@@ -92,7 +95,10 @@ export async function sweep(deps: Deps): Promise<SweepReport> {
 }
 
 /** Sends the command again; the agent recognises work it already did by the VM id in the domain's metadata. */
-async function redispatch(deps: Deps, op: OpItem): Promise<void> {
+async function redispatch(deps: Deps, listed: OpItem): Promise<void> {
+  // The index is eventually consistent and the listing may be seconds old: act on the record itself.
+  const op = await getOpItem(deps, listed.id);
+  if (op?.status !== "dispatched") return;
   const vm = await getVmItem(deps, op.vmId);
   const host = op.hostId ? await getHostItem(deps, op.hostId) : undefined;
   if (!vm || !host) return;

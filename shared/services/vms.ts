@@ -15,7 +15,7 @@ import {
   transact,
   updateOf,
 } from "../store/base.ts";
-import { failedConditions } from "../store/errors.ts";
+import { failedConditions, isTransactionConflict } from "../store/errors.ts";
 import { type HostItem, type OpItem, opView, type VmItem, vmView } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
@@ -250,7 +250,12 @@ export async function requestAction(
           ...record(response),
         ]);
       } catch (err) {
-        if (failedConditions(err)?.includes(0) && attempt < 10) continue;
+        // Another submission took the sequence number, or another transaction touched the VM: retry.
+        if ((failedConditions(err)?.includes(0) || isTransactionConflict(err)) && attempt < 10) continue;
+        if (attempt >= 10)
+          throw new ConflictError(ErrorCode.conflict, "the VM is changing too often; try again", {
+            cause: err,
+          });
         throw err;
       }
       // Always enqueue: the scheduler drops an operation that is not yet its VM's turn, and the

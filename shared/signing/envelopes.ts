@@ -39,14 +39,18 @@ export async function verifyCommand(
   return parsed.data;
 }
 
-/** Signs an agent report (result or inventory) as the agent of `site`. Reports live for five minutes. */
+/**
+ * Signs an agent report (result or inventory) as the agent of `site`. Reports live for a day, so a
+ * results consumer that was down or backlogged (or a DLQ redrive) still accepts them; replaying one
+ * is harmless, since a finished operation ignores further results.
+ */
 export async function signReport(report: AgentReport, site: string, signer: SigningKey): Promise<string> {
   return new SignJWT({ report })
     .setProtectedHeader({ alg: "EdDSA", kid: signer.kid, typ: "usher-report+jwt" })
     .setIssuer(agentIssuer(site))
     .setAudience(CONTROL_PLANE_ISSUER)
     .setIssuedAt()
-    .setExpirationTime("5m")
+    .setExpirationTime("24h")
     .sign(signer.key);
 }
 

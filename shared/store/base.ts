@@ -1,6 +1,6 @@
 /** Small helpers over the document client: reads, paged queries with opaque cursors, transactions. */
 
-import type { TransactWriteCommandInput } from "@aws-sdk/lib-dynamodb";
+import type { QueryCommandOutput, TransactWriteCommandInput } from "@aws-sdk/lib-dynamodb";
 import {
   GetCommand,
   QueryCommand,
@@ -50,14 +50,23 @@ export async function queryPage<T>(
   input: Omit<QueryCommandInput, "TableName" | "ExclusiveStartKey" | "Limit">,
   opts: { limit: number; cursor?: string | undefined },
 ): Promise<Page<T>> {
-  const out = await db.doc.send(
-    new QueryCommand({
-      ...input,
-      TableName: db.table,
-      Limit: opts.limit,
-      ExclusiveStartKey: decodeCursor(opts.cursor),
-    }),
-  );
+  let out: QueryCommandOutput;
+  try {
+    out = await db.doc.send(
+      new QueryCommand({
+        ...input,
+        TableName: db.table,
+        Limit: opts.limit,
+        ExclusiveStartKey: decodeCursor(opts.cursor),
+      }),
+    );
+  } catch (err) {
+    // A well-formed cursor from another listing: DynamoDB refuses its start key.
+    if (opts.cursor && (err as { name?: string }).name === "ValidationException") {
+      throw new ValidationError("cursor does not belong to this listing");
+    }
+    throw err;
+  }
   return { items: (out.Items ?? []) as T[], nextCursor: encodeCursor(out.LastEvaluatedKey) };
 }
 

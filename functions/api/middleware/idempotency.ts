@@ -15,5 +15,9 @@ export async function idempotencyOf(
   if (!VALID_KEY.test(key))
     throw new ValidationError("Idempotency-Key must be 1 to 255 visible ASCII characters");
   const p = c.get("principal");
-  return { scope: `${p.project}#${p.subject}`, key, hash: await requestHash(c.req.method, c.req.path, body) };
+  return {
+    scope: JSON.stringify([p.project, p.subject]),
+    key,
+    hash: await requestHash(c.req.method, c.req.path, body),
+  };
 }
