@@ -1,30 +1,30 @@
 /**
- * The placement core: pure functions over a snapshot of host state. Filters reject hosts that cannot
- * take the demand (each rejection is counted under the filter's name, so "no capacity" can say why);
- * a weigher ranks the rest. The claim itself is a conditional write made afterwards by the caller.
+ * The original entry points, kept for `shared/services/place.ts`: `rank` now runs the default policy
+ * of the pipeline (`pipeline.ts`) over a fresh snapshot, so callers get the GPU-aware best fit and
+ * every filter without changing. New code should hold a `Snapshot` and call `placeOne` instead.
  */
 import type { DeviceCounts, HostState, HypervisorKind } from "../contracts/common.ts";
+import { dryRun, explain as explainPipeline, Snapshot } from "./pipeline.ts";
+import { resolvePolicy } from "./policy.ts";
+import type { Demand, HostSnapshot, Rejections } from "./types.ts";
 
-export type Demand = {
-  vcpus: number;
-  memoryMiB: number;
-  devices: DeviceCounts;
-  hypervisor?: HypervisorKind | undefined;
+export type { Demand, HostSnapshot, Rejections } from "./types.ts";
+
+/** @deprecated The filters as they were before the pipeline; see `FILTERS` in `filters.ts`. */
+export type Filter = {
+  name: string;
+  reason: string;
+  accepts(host: LegacyHost, demand: Demand): boolean;
 };
-
-export type HostSnapshot = {
-  id: string;
+type LegacyHost = {
   kind: HypervisorKind;
   state: HostState;
-  limitVcpus: number;
-  limitMemoryMiB: number;
   freeVcpus: number;
   freeMemoryMiB: number;
   freeDevices: DeviceCounts;
 };
 
-export type Filter = { name: string; reason: string; accepts(host: HostSnapshot, demand: Demand): boolean };
-
+/** @deprecated Kept for callers of the old core; the pipeline's filters are in `filters.ts`. */
 export const FILTERS: readonly Filter[] = [
   { name: "host_state", reason: "host is not enabled", accepts: (h) => h.state === "enabled" },
   {
@@ -42,8 +42,8 @@ export const FILTERS: readonly Filter[] = [
 ];
 
 /**
- * Pack (best fit): prefer the host the demand fills most, so large holes stay free for large VMs.
- * Score is the mean fraction of each resource left after placing; lower is a tighter fit.
+ * @deprecated Mean fraction of vCPUs and memory left after placing; lower is a tighter fit. The
+ * pipeline's `pack` weigher scores the other way round (higher is better) and counts devices too.
  */
 export function packScore(h: HostSnapshot, d: Demand): number {
   const cpuLeft = h.limitVcpus > 0 ? (h.freeVcpus - d.vcpus) / h.limitVcpus : 0;
@@ -51,39 +51,32 @@ export function packScore(h: HostSnapshot, d: Demand): number {
   return (cpuLeft + memLeft) / 2;
 }
 
-export type Rejections = Record<string, { count: number; reason: string }>;
-export type Placement = { candidates: HostSnapshot[]; rejections: Rejections; considered: number };
+export type Placement<H extends HostSnapshot = HostSnapshot> = {
+  candidates: H[];
+  rejections: Rejections;
+  considered: number;
+};
 
-/** Filters and ranks hosts for one demand. `exclude` drops hosts outright (a migration's source). */
-export function rank(
-  hosts: readonly HostSnapshot[],
+/**
+ * Filters and ranks hosts for one demand with the default policy, best first; the candidates are the
+ * very objects passed in. `exclude` drops hosts outright (a migration's source).
+ */
+export function rank<H extends HostSnapshot>(
+  hosts: readonly H[],
   demand: Demand,
   exclude?: ReadonlySet<string>,
-): Placement {
-  const rejections: Rejections = {};
-  const scored: { host: HostSnapshot; score: number }[] = [];
-  for (const host of hosts) {
-    if (exclude?.has(host.id)) continue;
-    const failed = FILTERS.find((f) => !f.accepts(host, demand));
-    if (failed) {
-      const r = rejections[failed.name] ?? { count: 0, reason: failed.reason };
-      r.count++;
-      rejections[failed.name] = r;
-      continue;
-    }
-    scored.push({ host, score: packScore(host, demand) });
-  }
-  // Ties broken by id so concurrent schedulers agree on an order and conflicts are retried in turn.
-  scored.sort((a, b) => a.score - b.score || (a.host.id < b.host.id ? -1 : 1));
+): Placement<H> {
+  const kept = exclude ? hosts.filter((h) => !exclude.has(h.id)) : hosts;
+  const byId = new Map(kept.map((h) => [h.id, h]));
+  const run = dryRun(new Snapshot(kept), demand, resolvePolicy());
   return {
-    candidates: scored.map((s) => s.host),
-    rejections,
-    considered: hosts.length - (exclude?.size ?? 0),
+    candidates: run.candidates.map((c) => byId.get(c.hostId)!),
+    rejections: run.rejections,
+    considered: run.considered,
   };
 }
 
-/** A readable summary of why no host fits, e.g. "3 hosts: vcpus 2 (not enough free vCPUs), memory 1 (...)". */
-export function explain(p: Placement): string {
-  const parts = Object.entries(p.rejections).map(([name, r]) => `${name} rejected ${r.count} (${r.reason})`);
-  return `no host fits among ${p.considered} considered${parts.length ? `: ${parts.join("; ")}` : ""}`;
+/** A readable summary of why no host fits, e.g. "no host fits among 3 considered: vcpus rejected 2 (...)". */
+export function explain(p: { rejections: Rejections; considered: number }): string {
+  return explainPipeline(p);
 }
