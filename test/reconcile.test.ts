@@ -33,8 +33,8 @@ beforeAll(async () => {
 });
 afterAll(() => bed?.stop());
 
-/** A VM placed and recorded running (as if its agent had reported), with a pause queued behind it. */
-async function runningVmWithWorkQueued(name: string) {
+/** A VM created, placed by the scheduler, and recorded running (as if its agent had reported). */
+async function runningVm(name: string) {
   const deps = bed.deps();
   const created = await createVm(
     deps,
@@ -50,8 +50,14 @@ async function runningVmWithWorkQueued(name: string) {
     { ok: true, powerState: "running" },
     { dispatched: true },
   );
-  await requestAction(deps, { principal: admin, requestId: "queued" }, vm.id, { action: "pause" });
   return (await getVmItem(deps, vm.id))!;
+}
+
+/** A running VM with a pause queued behind it. */
+async function runningVmWithWorkQueued(name: string) {
+  const vm = await runningVm(name);
+  await requestAction(bed.deps(), { principal: admin, requestId: "queued" }, vm.id, { action: "pause" });
+  return (await getVmItem(bed.deps(), vm.id))!;
 }
 
 const domain = (vmId: string, powerState: DomainReport["powerState"]): DomainReport => ({
@@ -82,28 +88,8 @@ describe("drift", () => {
 
   it("marks a VM whose domain vanished (error policy), and adopts a changed power state (adopt policy)", async () => {
     const deps = bed.deps();
-    const a = await createVm(
-      deps,
-      { principal: admin, requestId: "a" },
-      { name: "drift-a", vcpus: 1, memoryMiB: 256 },
-    );
-    const b = await createVm(
-      deps,
-      { principal: admin, requestId: "b" },
-      { name: "drift-b", vcpus: 1, memoryMiB: 256 },
-    );
-    const ids = [a, b].map((r) => r.body as { vm: { id: string }; operation: { id: string } });
-    for (const { operation, vm } of ids) {
-      await scheduleOperation(deps, { opId: operation.id, requestId: "r" });
-      await finishOperation(
-        deps,
-        (await getOpItem(deps, operation.id))!,
-        await getVmItem(deps, vm.id),
-        { ok: true, powerState: "running" },
-        { dispatched: true },
-      );
-    }
-    const [vmA, vmB] = await Promise.all(ids.map(async ({ vm }) => (await getVmItem(deps, vm.id))!));
+    const vmA = await runningVm("drift-a");
+    const vmB = await runningVm("drift-b");
     expect(vmA?.hostId).toBeTruthy();
 
     // Error policy: A's domain is gone from its host → drift.missing, VM error, claim kept.
@@ -218,20 +204,7 @@ describe("host liveness", () => {
 describe("failed migrations", () => {
   async function migrating(name: string) {
     const deps = bed.deps();
-    const created = await createVm(
-      deps,
-      { principal: admin, requestId: `req-${name}` },
-      { name, vcpus: 1, memoryMiB: 256 },
-    );
-    const { vm, operation } = created.body as { vm: { id: string }; operation: { id: string } };
-    await scheduleOperation(deps, { opId: operation.id, requestId: "r" });
-    await finishOperation(
-      deps,
-      (await getOpItem(deps, operation.id))!,
-      await getVmItem(deps, vm.id),
-      { ok: true, powerState: "running" },
-      { dispatched: true },
-    );
+    const vm = await runningVm(name);
     const mig = (
       await requestAction(deps, { principal: admin, requestId: "m" }, vm.id, { action: "migrate" })
     ).body as { operation: { id: string } };
@@ -283,26 +256,12 @@ describe("failed migrations", () => {
 describe("inventory timing", () => {
   it("leaves a VM changed just before the inventory was taken to the next inventory", async () => {
     const deps = bed.deps();
-    const created = await createVm(
-      deps,
-      { principal: admin, requestId: "fresh" },
-      { name: "fresh-1", vcpus: 1, memoryMiB: 256 },
-    );
-    const { vm, operation } = created.body as { vm: { id: string }; operation: { id: string } };
-    await scheduleOperation(deps, { opId: operation.id, requestId: "r" });
-    await finishOperation(
-      deps,
-      (await getOpItem(deps, operation.id))!,
-      await getVmItem(deps, vm.id),
-      { ok: true, powerState: "running" },
-      { dispatched: true },
-    );
-    const placed = (await getVmItem(deps, vm.id))!;
+    const placed = await runningVm("fresh-1");
     // An inventory stamped 2 s after the VM started: within the margin, so not (yet) drift.
     const at = new Date(Date.parse(placed.updatedAt) + 2_000).toISOString();
     expect(await reconcileHost(deps, { hostId: placed.hostId!, reachable: true, domains: [] }, at)).toEqual(
       [],
     );
-    expect((await getVmItem(deps, vm.id))?.state).toBe("running");
+    expect((await getVmItem(deps, placed.id))?.state).toBe("running");
   });
 });
