@@ -19,6 +19,12 @@ export const ErrorCode = {
   reportRejected: "report_rejected",
   driverFailed: "driver_failed",
   queueSendFailed: "queue_send_failed",
+  /** A request plugin refused the request; the message is the plugin's reason. */
+  vetoed: "vetoed",
+  /** A request plugin failed or ran out of time, so the request was refused (fail closed). */
+  pluginFailed: "plugin_failed",
+  /** A project's quota (VMs, vCPUs, memory) would be exceeded. */
+  quotaExceeded: "quota_exceeded",
   internal: "internal",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -7,6 +7,7 @@ import { exportJWK, generateKeyPair, type JWK, SignJWT, UnsecuredJWT } from "jos
 import { beforeAll, describe, expect, it } from "vitest";
 import { createTokenVerifier } from "../../shared/auth/tokens.ts";
 import { silentLogger } from "../../shared/log.ts";
+import { Plugins } from "../../shared/plugins/host.ts";
 import { QueueClient } from "../../shared/queue/sqs.ts";
 import { DEFAULT_SERVICE_CONFIG } from "../../shared/services/context.ts";
 import { generateEd25519Jwks, importEd25519 } from "../../shared/signing/keys.ts";
@@ -61,6 +62,7 @@ beforeAll(async () => {
       signer: await importEd25519((await generateEd25519Jwks("cp")).privateJwk),
       agentKey: () => undefined,
       log: silentLogger,
+      plugins: new Plugins(),
       now: () => new Date(),
       config: {
         ...DEFAULT_SERVICE_CONFIG,

@@ -9,6 +9,7 @@ import { ErrorCode } from "../../shared/errors.ts";
 import type { Deps } from "../../shared/services/context.ts";
 import type { ApiEnv } from "./env.ts";
 import { bearerAuth } from "./middleware/auth.ts";
+import { requestPlugins } from "./middleware/plugins.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { onError, problemResponse, validationHook } from "./problem.ts";
 import { clusterRoutes } from "./routes/clusters.ts";
@@ -18,7 +19,12 @@ import { vmRoutes } from "./routes/vms.ts";
 
 export const API_VERSION = "0.1.0";
 
-export function createApp(opts: { deps: Deps; verifyToken: TokenVerifier }) {
+export function createApp(opts: {
+  deps: Deps;
+  verifyToken: TokenVerifier;
+  /** Wait for `request` plugins before answering (Lambda freezes the process once it has answered). */
+  awaitRequestPlugins?: boolean;
+}) {
   const { deps } = opts;
   const app = new OpenAPIHono<ApiEnv>({ defaultHook: validationHook });
   app.onError(onError(deps.log));
@@ -26,6 +32,7 @@ export function createApp(opts: { deps: Deps; verifyToken: TokenVerifier }) {
     problemResponse(c, 404, ErrorCode.notFound, `no route for ${c.req.method} ${c.req.path}`),
   );
   app.use("*", requestId({ log: deps.log }));
+  app.use("*", requestPlugins({ deps, awaitHooks: opts.awaitRequestPlugins }));
   app.use(
     "/v1/*",
     bodyLimit({

@@ -2,7 +2,9 @@
 import { serve } from "@hono/node-server";
 import { z } from "zod";
 import { parseControlPlaneEnv } from "../../shared/config/control-plane.ts";
+import { loadSiteConfig } from "../../shared/config/site.ts";
 import { createControlPlane } from "../../shared/services/control-plane.ts";
+import siteConfig from "../../usher.config.ts";
 import { createApp } from "./app.ts";
 
 const Listen = z.object({
@@ -10,6 +12,8 @@ const Listen = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8787),
   /** Address to bind: loopback unless told otherwise. */
   HOST: z.string().default("127.0.0.1"),
+  /** Another site config file instead of usher.config.ts (tests, local experiments). */
+  USHER_CONFIG: z.string().optional(),
 });
 
 async function main() {
@@ -22,7 +26,8 @@ async function main() {
     console.error((err as Error).message);
     process.exit(2);
   }
-  const cp = await createControlPlane(env, { component: "api" });
+  const config = await loadSiteConfig(listen.USHER_CONFIG, siteConfig);
+  const cp = await createControlPlane(env, { component: "api", config });
   const app = createApp(cp);
   const server = serve({ fetch: app.fetch, port: listen.PORT, hostname: listen.HOST }, (info) => {
     cp.deps.log.info("api listening", { url: `http://${listen.HOST}:${info.port}` });

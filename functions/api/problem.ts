@@ -19,6 +19,9 @@ const STATUS: Record<string, ContentfulStatusCode> = {
   [ErrorCode.invalidState]: 409,
   [ErrorCode.noCapacity]: 409,
   [ErrorCode.queueSendFailed]: 503,
+  [ErrorCode.vetoed]: 403,
+  [ErrorCode.pluginFailed]: 503,
+  [ErrorCode.quotaExceeded]: 409,
 };
 
 const TITLES: Record<number, string> = {

@@ -1,6 +1,7 @@
 /** Cloudflare Workers entry. Bindings (vars and secrets) carry the control-plane environment. */
 import { parseControlPlaneEnv } from "../../shared/config/control-plane.ts";
 import { createControlPlane } from "../../shared/services/control-plane.ts";
+import siteConfig from "../../usher.config.ts";
 import { createApp } from "./app.ts";
 
 let app: Promise<ReturnType<typeof createApp>> | undefined;
@@ -9,7 +10,9 @@ export default {
   async fetch(request: Request, env: Record<string, unknown>): Promise<Response> {
     try {
       // Built once per isolate from the bindings; a bad configuration answers 500 with the reason logged.
-      app ??= createControlPlane(parseControlPlaneEnv(env), { component: "api" }).then(createApp);
+      app ??= createControlPlane(parseControlPlaneEnv(env), { component: "api", config: siteConfig }).then(
+        createApp,
+      );
       return (await app).fetch(request);
     } catch (err) {
       app = undefined;

@@ -6,6 +6,7 @@
 import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { describe, expect, it } from "vitest";
 import { silentLogger } from "../../shared/log.ts";
+import { Plugins } from "../../shared/plugins/host.ts";
 import { QueueClient } from "../../shared/queue/sqs.ts";
 import { DEFAULT_SERVICE_CONFIG, type Deps } from "../../shared/services/context.ts";
 import { generateEd25519Jwks, importEd25519 } from "../../shared/signing/keys.ts";
@@ -28,6 +29,7 @@ async function deps(): Promise<Deps> {
     signer: await importEd25519((await generateEd25519Jwks("cp")).privateJwk),
     agentKey: () => undefined,
     log: silentLogger,
+    plugins: new Plugins(),
     now: () => new Date(),
     config: {
       ...DEFAULT_SERVICE_CONFIG,

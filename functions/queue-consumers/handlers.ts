@@ -5,6 +5,7 @@
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { OpsMessage } from "../../shared/contracts/messages.ts";
+import { deliverNotifications } from "../../shared/plugins/outbox.ts";
 import type { Deps } from "../../shared/services/context.ts";
 import { handleReport } from "../../shared/services/results.ts";
 import { scheduleOperation } from "../../shared/services/scheduling.ts";
@@ -55,4 +56,20 @@ export function createResultsHandler(deps: Deps): SqsHandler {
 /** Scheduled (EventBridge) → the sweep. */
 export function createSweepHandler(deps: Deps) {
   return async () => sweep(deps);
+}
+
+/**
+ * Scheduled → the plugin notification outbox, until nothing is due or `budgetMs` is spent (the
+ * local stack runs it in a loop instead; on AWS a DynamoDB stream on the table could trigger it).
+ */
+export function createNotifierHandler(deps: Deps, budgetMs = 50_000) {
+  return async () => {
+    const until = Date.now() + budgetMs;
+    let delivered = 0;
+    for (;;) {
+      const r = await deliverNotifications(deps);
+      delivered += r.delivered;
+      if (r.due === 0 || Date.now() > until) return { delivered };
+    }
+  };
 }

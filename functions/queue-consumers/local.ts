@@ -4,7 +4,10 @@
  */
 import { z } from "zod";
 import { parseControlPlaneEnv } from "../../shared/config/control-plane.ts";
+import { loadSiteConfig } from "../../shared/config/site.ts";
+import { deliverNotifications } from "../../shared/plugins/outbox.ts";
 import { createControlPlane } from "../../shared/services/control-plane.ts";
+import siteConfig from "../../usher.config.ts";
 import { createResultsHandler, createSchedulerHandler, createSweepHandler } from "./handlers.ts";
 import { QueuePoller } from "./poller.ts";
 
@@ -12,16 +15,20 @@ const LocalEnv = z.object({
   /** Which consumers this process runs, comma separated. */
   USHER_CONSUMERS: z
     .string()
-    .default("scheduler,results,sweep")
+    .default("scheduler,results,sweep,notifier")
     .transform((s) =>
       s
         .split(",")
         .map((x) => x.trim())
         .filter(Boolean),
     )
-    .pipe(z.array(z.enum(["scheduler", "results", "sweep"])).min(1)),
+    .pipe(z.array(z.enum(["scheduler", "results", "sweep", "notifier"])).min(1)),
   /** Seconds between sweeps. */
   USHER_SWEEP_INTERVAL_SECONDS: z.coerce.number().min(0.1).default(5),
+  /** Milliseconds between passes of the notification outbox when it had nothing due. */
+  USHER_NOTIFY_INTERVAL_MS: z.coerce.number().int().min(50).default(500),
+  /** Another site config file instead of usher.config.ts (tests, local experiments). */
+  USHER_CONFIG: z.string().optional(),
   /** Pollers per queue: Lambda would run several invocations at once. */
   USHER_POLLERS_PER_QUEUE: z.coerce.number().int().min(1).max(16).default(2),
 });
@@ -38,6 +45,7 @@ async function main() {
   }
   const { deps } = await createControlPlane(env, {
     component: `consumers:${local.USHER_CONSUMERS.join("+")}`,
+    config: await loadSiteConfig(local.USHER_CONFIG, siteConfig),
   });
   const pollers: QueuePoller[] = [];
   const add = (queueUrl: string, handler: ReturnType<typeof createSchedulerHandler>) => {
@@ -52,7 +60,22 @@ async function main() {
   for (const p of pollers) p.start();
 
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let notifyTimer: ReturnType<typeof setTimeout> | undefined;
   let stopping = false;
+  if (local.USHER_CONSUMERS.includes("notifier")) {
+    // The outbox of plugin notifications: straight on while there is work, else every interval.
+    const pass = async () => {
+      let busy = false;
+      try {
+        const r = await deliverNotifications(deps);
+        busy = r.due > 0;
+      } catch (err) {
+        deps.log.error("notification delivery failed", { err });
+      }
+      if (!stopping) notifyTimer = setTimeout(pass, busy ? 0 : local.USHER_NOTIFY_INTERVAL_MS);
+    };
+    notifyTimer = setTimeout(pass, 0);
+  }
   if (local.USHER_CONSUMERS.includes("sweep")) {
     const sweepOnce = createSweepHandler(deps);
     const tick = async () => {
@@ -69,6 +92,7 @@ async function main() {
   const stop = async () => {
     stopping = true;
     clearTimeout(timer);
+    clearTimeout(notifyTimer);
     await Promise.all(pollers.map((p) => p.stop()));
     process.exit(0);
   };

@@ -53,6 +53,8 @@ export type StackOptions = {
   agentPollWaitSeconds?: number;
   /** How often agents report inventory. Default 30. */
   agentInventoryIntervalSeconds?: number;
+  /** A site config file (USHER_CONFIG) instead of usher.config.ts, for the API and consumers. */
+  siteConfig?: string;
   /** Extra environment for the API and consumers (overrides the stack's). */
   extraEnv?: Record<string, string>;
   /** Agent settings merged into each agent's config (e.g. visibilityTimeoutSeconds for crash tests). */
@@ -175,6 +177,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(options.opTimeoutSeconds === undefined
         ? {}
         : { USHER_OP_TIMEOUT_SECONDS: String(options.opTimeoutSeconds) }),
+      ...(options.siteConfig ? { USHER_CONFIG: options.siteConfig } : {}),
       ...options.extraEnv,
     };
     // Fail here, with every bad variable named, rather than in each child.
@@ -207,7 +210,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const sweep = String(options.sweepIntervalSeconds ?? 5);
     const consumers = [
       start("consumers", entry.consumers, [], {
-        USHER_CONSUMERS: "results,sweep",
+        USHER_CONSUMERS: "results,sweep,notifier",
         USHER_SWEEP_INTERVAL_SECONDS: sweep,
       }),
     ];

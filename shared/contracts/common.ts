@@ -101,3 +101,17 @@ export const Problem = z
 export type Problem = z.infer<typeof Problem>;
 
 export const Timestamp = z.iso.datetime();
+
+/** A VM's address on its network, as the IP manager allocated it; reaches the driver for the NIC. */
+export const VmNetwork = z
+  .object({
+    /** The named range it came from. */
+    range: z.string(),
+    address: z.ipv4(),
+    prefixLength: z.number().int().min(8).max(30),
+    gateway: z.ipv4().optional(),
+    /** 802.1Q tag of the range's network, if any. */
+    vlan: z.number().int().min(1).max(4094).optional(),
+  })
+  .meta({ id: "VmNetwork" });
+export type VmNetwork = z.infer<typeof VmNetwork>;

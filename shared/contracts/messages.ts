@@ -3,7 +3,7 @@
  * (EdDSA) whose payload holds the schema below, so both sides validate the same contract.
  */
 import { z } from "zod";
-import { ErrorInfo, HypervisorKind, OpAction } from "./common.ts";
+import { ErrorInfo, HypervisorKind, OpAction, VmNetwork } from "./common.ts";
 import { VmSpec } from "./vm.ts";
 
 /** `ops` queue: an operation to schedule. The body is only a pointer; state lives in DynamoDB. */
@@ -27,6 +27,8 @@ export const AgentCommand = z.object({
   vmId: z.string(),
   vmName: z.string(),
   spec: VmSpec,
+  /** The VM's address and VLAN (IP manager), for its NIC. */
+  network: VmNetwork.optional(),
   /** Only for `migrate`. */
   target: MigrationTarget.optional(),
   live: z.boolean().optional(),
@@ -89,5 +91,43 @@ export const AgentInventory = z.object({
 });
 export type AgentInventory = z.infer<typeof AgentInventory>;
 
-export const AgentReport = z.discriminatedUnion("type", [AgentResult, AgentInventory]);
+/**
+ * Work for the agent that is not a VM operation: a plugin that runs on premises (DNS, say) or the
+ * fencing of a failed host. Signed like commands (the `task` claim) and sent on the same queue.
+ */
+export const AgentTask = z.object({
+  taskId: z.string(),
+  requestId: z.string().optional(),
+  site: z.string(),
+  kind: z.enum(["plugin", "fence"]),
+  /** For `plugin`: the agent-side plugin to run, and the event it is run for. */
+  plugin: z.string().optional(),
+  event: z.string().optional(),
+  /** For `fence`, the host to fence; for a plugin, the host it concerns if any. */
+  hostId: z.string().optional(),
+  /** The plugin's input (e.g. `{ name, address }` for DNS). */
+  payload: z.record(z.string(), z.unknown()).default({}),
+  deadline: z.string(),
+});
+export type AgentTask = z.infer<typeof AgentTask>;
+
+/** The agent's report on a task. */
+export const TaskResult = z.object({
+  type: z.literal("task_result"),
+  taskId: z.string(),
+  requestId: z.string().optional(),
+  site: z.string(),
+  kind: AgentTask.shape.kind,
+  plugin: z.string().optional(),
+  event: z.string().optional(),
+  hostId: z.string().optional(),
+  ok: z.boolean(),
+  error: ErrorInfo.optional(),
+  /** What the task found or did (e.g. `{ fenced: true }`). */
+  data: z.record(z.string(), z.unknown()).optional(),
+  at: z.string(),
+});
+export type TaskResult = z.infer<typeof TaskResult>;
+
+export const AgentReport = z.discriminatedUnion("type", [AgentResult, AgentInventory, TaskResult]);
 export type AgentReport = z.infer<typeof AgentReport>;

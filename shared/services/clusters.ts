@@ -59,17 +59,24 @@ export async function createCluster(
       createdAt: deps.now().toISOString(),
     };
     const perRole = new Map<string, number>();
-    const made = members.map((m) => {
+    const made: ReturnType<typeof newVmItems>[] = [];
+    for (const m of members) {
       const n = (perRole.get(m.role) ?? 0) + 1;
       perRole.set(m.role, n);
-      return newVmItems(deps, ctx, {
-        name: `${body.name}-${m.role}-${n}`,
+      const name = `${body.name}-${m.role}-${n}`;
+      // Site policy per member, before anything is written: one veto refuses the whole cluster.
+      const { spec, args } = await deps.plugins.beforeAction(deps, {
+        action: "start",
+        principal: ctx.principal,
+        requestId: ctx.requestId,
+        project: ctx.principal.project,
         site,
         spec: m.spec,
-        labels: m.labels,
-        clusterId: cluster.id,
+        args: {},
+        create: { name, clusterId: cluster.id },
       });
-    });
+      made.push(newVmItems(deps, ctx, { name, site, spec, labels: m.labels, clusterId: cluster.id, args }));
+    }
     cluster.vmIds = made.map((m) => m.vm.id);
     const response = {
       status: 202,

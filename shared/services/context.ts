@@ -1,4 +1,5 @@
 import type { Logger } from "../log.ts";
+import type { Plugins } from "../plugins/host.ts";
 import type { QueueClient } from "../queue/sqs.ts";
 import type { SigningKey } from "../signing/keys.ts";
 import type { Db } from "../store/client.ts";
@@ -13,6 +14,8 @@ export type Deps = {
   agentKey: (site: string) => CryptoKey | undefined;
   log: Logger;
   now: () => Date;
+  /** The site's plugins (usher.config.ts). */
+  plugins: Plugins;
   config: {
     defaultSite: string;
     opTimeoutSeconds: number;

@@ -3,6 +3,8 @@ import type { JSONWebKeySet, JWK } from "jose";
 import { createTokenVerifier, type TokenVerifier } from "../auth/tokens.ts";
 import type { ControlPlaneEnv } from "../config/control-plane.ts";
 import { createLogger, type Logger } from "../log.ts";
+import type { UsherConfig } from "../plugins/config.ts";
+import { Plugins } from "../plugins/host.ts";
 import { QueueClient } from "../queue/sqs.ts";
 import { importEd25519 } from "../signing/keys.ts";
 import { createDb } from "../store/client.ts";
@@ -12,7 +14,7 @@ export type ControlPlane = { deps: Deps; verifyToken: TokenVerifier };
 
 export async function createControlPlane(
   env: ControlPlaneEnv,
-  opts: { component: string; log?: Logger } = { component: "control-plane" },
+  opts: { component: string; log?: Logger; config?: UsherConfig } = { component: "control-plane" },
 ): Promise<ControlPlane> {
   const log = opts.log ?? createLogger({ component: opts.component }, { level: env.USHER_LOG_LEVEL });
   const signer = await importEd25519(env.USHER_SIGNING_KEY as JWK);
@@ -41,6 +43,7 @@ export async function createControlPlane(
     agentKey: (site) => agentKeys.get(site),
     log,
     now: () => new Date(),
+    plugins: new Plugins(opts.config),
     config: {
       ...DEFAULT_SERVICE_CONFIG,
       defaultSite: env.USHER_DEFAULT_SITE,

@@ -1,5 +1,10 @@
-/** The append-only event log: one item per thing that happened, written in the same transaction as the change. */
+/**
+ * The append-only event log: one item per thing that happened, written in the same transaction as the
+ * change. An event that plugins are subscribed to also carries its pending notifications (the
+ * outbox, see shared/plugins/outbox.ts), so a committed change is never without them.
+ */
 import { newId } from "../ids.ts";
+import { noticeEvents } from "../plugins/notices.ts";
 import { notExists, putOf, type TxItem } from "../store/base.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
@@ -17,6 +22,10 @@ export type EventInput = {
 
 export function eventItem(deps: Deps, e: EventInput): TxItem {
   const id = newId("ev");
+  const at = deps.now().toISOString();
+  const pending = noticeEvents(e.type, e.data).flatMap((event) =>
+    deps.plugins.subscribers(event).map((plugin) => `${plugin}:${event}`),
+  );
   return {
     // Never overwrite an event: the log is append-only.
     Put: putOf(
@@ -33,7 +42,8 @@ export function eventItem(deps: Deps, e: EventInput): TxItem {
         opId: e.opId,
         actor: e.actor,
         data: e.data,
-        at: deps.now().toISOString(),
+        at,
+        ...(pending.length ? { notify: pending, notifyAttempts: 0, ...keys.notifyIndex(at, id) } : {}),
       },
       notExists,
     ),

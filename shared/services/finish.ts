@@ -5,6 +5,7 @@
  */
 import type { ErrorInfo } from "../contracts/common.ts";
 import type { PowerState } from "../contracts/messages.ts";
+import { vmChanges } from "../plugins/contributions.ts";
 import { deleteOf, queryAll, type TxItem, transact, updateOf } from "../store/base.ts";
 import { failedConditions } from "../store/errors.ts";
 import type { ClaimItem, OpItem, VmItem } from "../store/items.ts";
@@ -127,9 +128,16 @@ export async function finishOperation(
     },
   ];
   let released: ClaimItem[] = [];
+  let stateChange: { from: string; to: string } | undefined;
   if (vm) {
     const p = plan(op, vm, outcome, opts.dispatched);
     released = await claimsToRelease(deps, vm, op, p, outcome.ok || opts.dispatched);
+    const to = p.deleteVm ? "deleted" : (p.set.state as string | undefined);
+    if (to && to !== vm.state) stateChange = { from: vm.state, to };
+    // The VM leaves its home host: resource plugins (addresses, quotas) give back in this transaction.
+    const leavesHome = vm.hostId !== undefined && released.some((c) => c.hostId === vm.hostId);
+    const contributions = leavesHome ? await deps.plugins.release(deps, { op, vms: [vm] }) : [];
+    const extra = vmChanges(contributions, vm.id);
     // The VM's turn advances by exactly one: this operation must be the one whose turn it was.
     const turn = { expr: "doneSeq = :prev", values: { ":prev": op.seq - 1 } };
     if (p.deleteVm) {
@@ -141,18 +149,22 @@ export async function finishOperation(
         }),
       });
     } else {
-      const set = { ...p.set, doneSeq: op.seq, updatedAt: now };
+      const set = { ...extra.set, ...p.set, doneSeq: op.seq, updatedAt: now };
       // On failure a host reference goes only with its claim (a claim older than this operation stays).
       const kept = (f: string) => {
         const hostId = f === "hostId" ? vm.hostId : f === "migrationHostId" ? vm.migrationHostId : undefined;
         return hostId !== undefined && !released.some((c) => c.hostId === hostId);
       };
-      const remove = p.remove.filter((f) => !(f in set) && (outcome.ok || !kept(f)));
+      const remove = [
+        ...p.remove.filter((f) => !(f in set) && (outcome.ok || !kept(f))),
+        ...extra.remove.filter((f) => !(f in set) && !p.remove.includes(f)),
+      ];
       items.push({
         Update: updateOf(deps.db.table, keys.vm(vm.id), { set, remove, inc: { version: 1 } }, turn),
       });
     }
     for (const claim of released) items.push(...releaseItems(deps, claim));
+    for (const c of contributions) items.push(...c.items);
   }
   items.push(
     eventItem(deps, {
@@ -165,6 +177,7 @@ export async function finishOperation(
         action: op.action,
         ...(outcome.ok ? {} : { error: outcome.error }),
         released: released.map((c) => c.hostId),
+        ...(stateChange ? { state: stateChange } : {}),
       },
     }),
   );

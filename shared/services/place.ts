@@ -1,6 +1,7 @@
 /** Placement with a claim: rank the site's hosts, then claim the best with a conditional transaction. */
 import type { HypervisorKind } from "../contracts/common.ts";
 import { ErrorCode, UsherError } from "../errors.ts";
+import { contributionVerdict, joinContributions, vmChanges } from "../plugins/contributions.ts";
 import { type Demand, explain, type HostSnapshot, rank } from "../scheduler/placement.ts";
 import { transact, updateOf } from "../store/base.ts";
 import { failedConditions, isTransactionConflict } from "../store/errors.ts";
@@ -58,15 +59,22 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
       devices: demand.devices,
       createdAt: deps.now().toISOString(),
     };
-    try {
-      await transact(deps.db, [
+    // Resource plugins (addresses, quotas) add their writes to this same transaction: all or none.
+    const contributions = await deps.plugins.claim(deps, {
+      op,
+      field: opts.field,
+      placements: [{ vm, host: best }],
+    });
+    const extra = vmChanges(contributions, vm.id);
+    const joined = joinContributions(
+      [
         ...claimItems(deps, best, claim),
         {
           // The VM takes one claim per role: a concurrent handler of this same operation cannot add a second.
           Update: updateOf(
             deps.db.table,
             keys.vm(vm.id),
-            { set: { [opts.field]: best.id }, inc: { version: 1 } },
+            { set: { ...extra.set, [opts.field]: best.id }, remove: extra.remove, inc: { version: 1 } },
             {
               expr: `attribute_not_exists(#f) AND doneSeq = :prev`,
               names: { "#f": opts.field },
@@ -74,7 +82,11 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
             },
           ),
         },
-      ]);
+      ],
+      contributions,
+    );
+    try {
+      await transact(deps.db, joined.items);
       deps.log.info("capacity claimed", {
         opId: op.id,
         requestId: op.requestId,
@@ -85,6 +97,9 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
       return best;
     } catch (err) {
       const failed = failedConditions(err) ?? [];
+      const verdict = contributionVerdict(joined, contributions, failed);
+      if (verdict instanceof UsherError) throw verdict;
+      if (verdict === "retry" && !failed.some((i) => i < 3)) continue;
       if (failed.includes(1) || failed.includes(2)) {
         const placed = (await getVmItem(deps, vm.id))?.[opts.field];
         const host = placed ? await getHostItem(deps, placed) : undefined;

@@ -13,6 +13,7 @@
  */
 import type { VmState } from "../contracts/common.ts";
 import type { HostInventory, PowerState } from "../contracts/messages.ts";
+import { vmChanges } from "../plugins/contributions.ts";
 import { queryAll, type TxItem, transact, updateOf } from "../store/base.ts";
 import { failedConditions } from "../store/errors.ts";
 import type { ClaimItem, VmItem } from "../store/items.ts";
@@ -118,11 +119,16 @@ async function apply(deps: Deps, vm: VmItem, claim: ClaimItem, drift: Drift, at:
   const items: TxItem[] = [];
   let state: VmState;
   let remove: string[] = [];
+  let extra: ReturnType<typeof vmChanges> = { set: {}, remove: [] };
   if (policy === "adopt") {
     state = drift.kind === "missing" ? "destroyed" : observedState(drift.observed ?? "absent");
     if (drift.kind === "missing") {
       remove = ["hostId"];
       items.push(...releaseItems(deps, claim));
+      // The VM leaves its home host: resource plugins (addresses, quotas) give back with the claim.
+      const contributions = await deps.plugins.release(deps, { vms: [vm] });
+      extra = vmChanges(contributions, vm.id);
+      for (const c of contributions) items.push(...c.items);
     }
   } else {
     state = "error";
@@ -132,7 +138,11 @@ async function apply(deps: Deps, vm: VmItem, claim: ClaimItem, drift: Drift, at:
     Update: updateOf(
       deps.db.table,
       keys.vm(vm.id),
-      { set: { state, updatedAt: now }, inc: { version: 1 }, remove },
+      {
+        set: { ...extra.set, state, updatedAt: now },
+        inc: { version: 1 },
+        remove: [...remove, ...extra.remove.filter((f) => !remove.includes(f))],
+      },
       { expr: "#v = :v AND doneSeq = opSeq", names: { "#v": "version" }, values: { ":v": vm.version } },
     ),
   });
@@ -146,6 +156,7 @@ async function apply(deps: Deps, vm: VmItem, claim: ClaimItem, drift: Drift, at:
         policy,
         inventoryAt: at,
         applied: { state, released: drift.kind === "missing" && policy === "adopt" },
+        ...(state !== vm.state ? { state: { from: vm.state, to: state } } : {}),
       },
     }),
   );

@@ -65,7 +65,10 @@ export async function scheduleOperation(deps: Deps, msg: OpsMessage): Promise<vo
       err instanceof UsherError &&
       (err.code === ErrorCode.noCapacity ||
         err.code === ErrorCode.invalidState ||
-        err.code === ErrorCode.hostUnavailable)
+        err.code === ErrorCode.hostUnavailable ||
+        err.code === ErrorCode.quotaExceeded ||
+        err.code === ErrorCode.vetoed ||
+        err.code === ErrorCode.pluginFailed)
     ) {
       await finishOperation(
         deps,
@@ -162,6 +165,7 @@ export async function dispatch(
     vmId: vm.id,
     vmName: vm.name,
     spec: vm.spec,
+    ...(vm.network ? { network: vm.network } : {}),
     ...(target
       ? {
           target: { hostId: target.id, address: target.address, kind: target.kind },
@@ -207,7 +211,12 @@ export async function dispatch(
         type: "op.dispatched",
         requestId: op.requestId,
         opId: op.id,
-        data: { hostId: host.id, action: op.action, ...(target ? { targetHostId: target.id } : {}) },
+        data: {
+          hostId: host.id,
+          action: op.action,
+          ...(target ? { targetHostId: target.id } : {}),
+          ...(during && op.status === "scheduling" ? { state: { from: vm.state, to: during } } : {}),
+        },
       }),
     ]);
   } catch (err) {

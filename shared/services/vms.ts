@@ -40,6 +40,8 @@ export function newVmItems(
     spec: VmItem["spec"];
     labels?: VmItem["labels"] | undefined;
     clusterId?: string;
+    /** The start operation's arguments (as request plugins left them). */
+    args?: Record<string, unknown>;
   },
 ): { vm: VmItem; op: OpItem; items: TxItem[] } {
   const now = deps.now().toISOString();
@@ -63,6 +65,7 @@ export function newVmItems(
   const op = newOp(deps, {
     vm,
     action: "start",
+    ...(input.args && Object.keys(input.args).length ? { args: input.args } : {}),
     principal: ctx.principal,
     requestId: ctx.requestId,
     idempotencyKey: ctx.idempotency?.key,
@@ -96,14 +99,21 @@ export function newVmItems(
 
 /** `POST /v1/vms`: records the VM and its start operation in one transaction, then enqueues it. */
 export async function createVm(deps: Deps, ctx: RequestContext, body: CreateVm): Promise<StoredResponse> {
-  const { name, labels, site, ...spec } = body;
+  const { name, labels, site: askedSite, ...asked } = body;
+  const site = askedSite ?? deps.config.defaultSite;
   return idempotent(deps, ctx.idempotency, async (record) => {
-    const { vm, op, items } = newVmItems(deps, ctx, {
-      name,
-      site: site ?? deps.config.defaultSite,
-      spec,
-      labels,
+    // Site policy first: a veto or a failing policy plugin refuses the request before anything is written.
+    const { spec, args } = await deps.plugins.beforeAction(deps, {
+      action: "start",
+      principal: ctx.principal,
+      requestId: ctx.requestId,
+      project: ctx.principal.project,
+      site,
+      spec: asked,
+      args: {},
+      create: { name },
     });
+    const { vm, op, items } = newVmItems(deps, ctx, { name, site, spec, labels, args });
     const response = { status: 202, body: { vm: vmView(vm), operation: opView(op) } };
     const event = eventItem(deps, {
       subjectPk: keys.vm(vm.id).pk,
@@ -218,8 +228,22 @@ export async function requestAction(
     args.live = req.live;
   }
   return idempotent(deps, ctx.idempotency, async (record) => {
+    let adjusted: Record<string, unknown> | undefined;
     for (let attempt = 0; ; attempt++) {
       const vm = await getVisibleVmItem(deps, principal, vmId);
+      // Site policy, once, before anything is written (a retry of the sequence number keeps its answer).
+      adjusted ??= (
+        await deps.plugins.beforeAction(deps, {
+          action: req.action,
+          principal,
+          requestId: ctx.requestId,
+          project: vm.project,
+          site: vm.site,
+          spec: vm.spec,
+          args,
+          vm,
+        })
+      ).args;
       if (!opts.deferStateCheck && vm.opSeq === vm.doneSeq && !canStart(req.action, vm.state)) {
         throw new ConflictError(ErrorCode.invalidState, `cannot ${req.action} a VM that is ${vm.state}`, {
           details: { state: vm.state, action: req.action },
@@ -228,7 +252,7 @@ export async function requestAction(
       const op = newOp(deps, {
         vm,
         action: req.action,
-        args,
+        args: adjusted,
         principal,
         requestId: ctx.requestId,
         idempotencyKey: ctx.idempotency?.key,

@@ -12,6 +12,7 @@ import type {
   Labels,
   OpAction,
   OpStatus,
+  VmNetwork,
   VmState,
 } from "../contracts/common.ts";
 import type { AllocationRatios, Host, HostCapacity } from "../contracts/host.ts";
@@ -32,6 +33,8 @@ export type VmItem = {
   hostId?: string;
   /** During a migration: the host holding the second claim. */
   migrationHostId?: string;
+  /** Address and VLAN from the IP manager plugin, while the VM holds a home host. */
+  network?: VmNetwork;
   /** Sequence number of the last operation submitted for this VM. */
   opSeq: number;
   /** Sequence number of the last operation that finished; operation `doneSeq + 1` may run. */

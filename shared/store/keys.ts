@@ -37,6 +37,9 @@ export const keys = {
     gsi1sk: eventId,
   }),
 
+  /** Sparse: events with notifications still to deliver, by when the next attempt is due. */
+  notifyIndex: (dueAt: string, eventId: string) => ({ gsi2pk: "NOTIFY", gsi2sk: `${dueAt}#${eventId}` }),
+
   idempotency: (scope: string, key: string) => ({ pk: `IDEM#${scope}#${key}`, sk: "IDEM" }),
 } as const;
 

@@ -8,6 +8,8 @@ import { ensureResources, type Resources } from "../../infra/local/resources.ts"
 import { startSqsEmulator } from "../../infra/local/sqs.ts";
 import type { Principal } from "../../shared/auth/principal.ts";
 import { silentLogger } from "../../shared/log.ts";
+import type { UsherConfig } from "../../shared/plugins/config.ts";
+import { Plugins } from "../../shared/plugins/host.ts";
 import { QueueClient } from "../../shared/queue/sqs.ts";
 import { DEFAULT_SERVICE_CONFIG, type Deps } from "../../shared/services/context.ts";
 import { generateEd25519Jwks, importEd25519, type SigningKey } from "../../shared/signing/keys.ts";
@@ -22,6 +24,8 @@ export type ServiceBed = {
     opsQueueUrl?: string;
     hostDownAfterSeconds?: number;
     driftPolicy?: "adopt" | "error";
+    /** The site's plugin config (none when absent). */
+    config?: UsherConfig;
   }): Deps;
   /** Signs reports as the agent of any of the bed's sites. */
   agentSigner: SigningKey;
@@ -68,6 +72,7 @@ export async function startServiceBed(sites = ["local"]): Promise<ServiceBed> {
       agentKey: (site) => (sites.includes(site) ? agentPublic : undefined),
       log: silentLogger,
       now: () => new Date(Date.now() + clock.offsetMs),
+      plugins: new Plugins(o.config),
       config: {
         ...DEFAULT_SERVICE_CONFIG,
         defaultSite: sites[0] ?? "local",

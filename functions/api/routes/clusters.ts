@@ -72,6 +72,7 @@ export function clusterRoutes(deps: Deps) {
     }),
     async (c) => {
       const payload = c.req.valid("json");
+      c.set("action", `cluster.${payload.action}`);
       const ctx = {
         principal: c.get("principal"),
         requestId: c.get("requestId"),

@@ -87,6 +87,7 @@ export function vmRoutes(deps: Deps) {
     }),
     async (c) => {
       const payload = c.req.valid("json");
+      c.set("action", `vm.${payload.action}`);
       return send(
         await requestAction(deps, await ctx(c, payload), c.req.valid("param").id, payload),
       ) as never;

@@ -1,0 +1,63 @@
+/**
+ * The typed site configuration (`usher.config.ts` at the repository root): which plugins run, in
+ * which order, with which options, and the scheduler's policy choices. Checked once, when the
+ * control plane is built; a bad config stops start-up with every problem named.
+ */
+import type { Policy } from "../scheduler/policy.ts";
+import type { Plugin } from "./types.ts";
+
+export type SchedulerConfig = {
+  /** The policy for projects and clusters that name none (a built-in name or one of `policies`). */
+  defaultPolicy?: string | undefined;
+  /** Policy by project. A cluster's own policy (set at creation) wins over its project's. */
+  projects?: Record<string, string> | undefined;
+  /** Site-defined policies, by name, beside the built-ins (may name plugins' filters and weighers). */
+  policies?: Record<string, Policy> | undefined;
+};
+
+export type NotificationConfig = {
+  /** Deliveries of one notification to one plugin before it is given up (and logged as lost). */
+  maxAttempts?: number | undefined;
+  /** First retry after this long; each retry doubles it, up to `maxDelaySeconds`. */
+  retryDelaySeconds?: number | undefined;
+  maxDelaySeconds?: number | undefined;
+};
+
+export type UsherConfig = {
+  /** Run in this order for every event they handle. */
+  plugins: Plugin[];
+  scheduler?: SchedulerConfig | undefined;
+  notifications?: NotificationConfig | undefined;
+};
+
+export const DEFAULT_NOTIFICATIONS = {
+  maxAttempts: 8,
+  retryDelaySeconds: 2,
+  maxDelaySeconds: 300,
+} as const satisfies Required<NotificationConfig>;
+
+export const DEFAULT_TIMEOUT_MS = 2000;
+
+/** Checks a config and returns it; use as `export default defineConfig({...})`. */
+export function defineConfig(config: UsherConfig): UsherConfig {
+  const problems = checkConfig(config);
+  if (problems.length) throw new Error(`usher.config: ${problems.join("; ")}`);
+  return config;
+}
+
+export function checkConfig(config: UsherConfig): string[] {
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  for (const p of config.plugins) {
+    if (!/^[a-z][a-z0-9_-]{0,39}$/.test(p.name))
+      problems.push(`plugin name ${JSON.stringify(p.name)} is not a short lower-case name`);
+    if (seen.has(p.name)) problems.push(`plugin ${p.name} is listed twice`);
+    seen.add(p.name);
+    if (p.timeoutMs !== undefined && !(p.timeoutMs > 0 && p.timeoutMs <= 60_000))
+      problems.push(`plugin ${p.name}: timeoutMs must be in (0, 60000]`);
+  }
+  const n = config.notifications;
+  if (n?.maxAttempts !== undefined && !(Number.isInteger(n.maxAttempts) && n.maxAttempts >= 1))
+    problems.push("notifications.maxAttempts must be a whole number ≥ 1");
+  return problems;
+}
