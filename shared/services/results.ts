@@ -15,6 +15,7 @@ import { finishOperation } from "./finish.ts";
 import { getHostItem } from "./hosts.ts";
 import { getOpItem, isTerminal } from "./operations.ts";
 import { reconcileHost } from "./reconcile.ts";
+import { recordTaskResult } from "./tasks.ts";
 import { getVmItem } from "./vms.ts";
 
 /** Handles one `results` message (a compact JWS). Refused reports are logged and dropped, never retried. */
@@ -29,6 +30,7 @@ export async function handleReport(deps: Deps, token: string): Promise<void> {
   }
   const { site, report } = verified;
   if (report.type === "inventory") return recordInventory(deps, site, report);
+  if (report.type === "task_result") return recordTaskResult(deps, site, report);
   return recordResult(deps, site, report);
 }
 
