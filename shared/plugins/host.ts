@@ -155,6 +155,19 @@ export class Plugins {
     }
   }
 
+  /** Runs every `sweep` hook; a failing one is logged and the others still run. */
+  async sweep(deps: Deps): Promise<void> {
+    for (const plugin of this.config.plugins) {
+      const hook = plugin.hooks.sweep;
+      if (!hook) continue;
+      try {
+        await this.call(deps, plugin, "sweep", (ctx) => hook(ctx));
+      } catch (err) {
+        deps.log.error("plugin sweep failed", { plugin: plugin.name, err });
+      }
+    }
+  }
+
   /** Every `claim` hook's contribution to a claim transaction, in config order. A throw fails the claim. */
   async claim(deps: Deps, batch: ClaimBatch): Promise<Contribution[]> {
     const out: Contribution[] = [];

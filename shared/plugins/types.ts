@@ -14,6 +14,7 @@
  * - **Resource hooks** (`claim`, `release`): in the scheduler; their writes join the capacity claim's
  *   transaction (or the release's), so they are all-or-none with it.
  * - **Placement hooks** (`filters`, `weighers`): extra pipeline stages a policy can name.
+ * - **`sweep`**: on every run of the sweep, for policy driven by time (lease expiry).
  */
 import type { Principal } from "../auth/principal.ts";
 import type { OpAction } from "../contracts/common.ts";
@@ -169,6 +170,8 @@ export type Hooks = {
     ctx: PluginContext,
     batch: ReleaseBatch,
   ) => Contribution | undefined | Promise<Contribution | undefined>;
+  /** On every sweep (a few seconds locally, each scheduled run on AWS): time-driven policy (leases). */
+  sweep?: (ctx: PluginContext) => void | Promise<void>;
 };
 
 export type Plugin = {

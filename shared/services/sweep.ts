@@ -89,6 +89,8 @@ export async function sweep(deps: Deps): Promise<SweepReport> {
   }
   await enqueueOps(deps, resend);
   report.resent = resend.length;
+  // Time-driven site policy (lease expiry, say): each plugin's failure is logged, never stops the sweep.
+  await deps.plugins.sweep(deps);
   if (report.resent || report.redispatched || report.expired || report.hostsDown)
     deps.log.info("sweep", report);
   return report;
