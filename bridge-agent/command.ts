@@ -7,13 +7,15 @@
 import { decodeJwt } from "jose";
 import type { AgentCommand, AgentResult } from "../shared/contracts/index.ts";
 import type { Logger } from "../shared/log.ts";
-import { verifyCommand } from "../shared/signing/index.ts";
+import { verifyAgentMessage } from "../shared/signing/index.ts";
 import type { AgentConfig } from "./config.ts";
 import type { HypervisorDriver } from "./drivers/driver.ts";
 import { AgentErrorCode } from "./errors.ts";
 import { execute } from "./executor.ts";
 import type { Reporter } from "./reporter.ts";
 import type { ReceivedMessage, Sqs } from "./sqs.ts";
+import { handleTask } from "./tasks/handle.ts";
+import { TASK_HANDLERS } from "./tasks/registry.ts";
 
 /** A command being worked on; `stop()` may hand it back to the queue. */
 export type InFlight = {
@@ -40,7 +42,9 @@ export async function handleCommand(op: InFlight, deps: CommandDeps): Promise<vo
   const msg = op.msg;
   let cmd: AgentCommand;
   try {
-    cmd = await verifyCommand(msg.body, deps.controlPlaneKey, config.site);
+    const verified = await verifyAgentMessage(msg.body, deps.controlPlaneKey, config.site);
+    if (verified.kind === "task") return handleTask(op, verified.task, deps, TASK_HANDLERS);
+    cmd = verified.cmd;
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     logger.warn("command refused", {

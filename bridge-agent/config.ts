@@ -129,6 +129,8 @@ export const AgentConfig = z
     shutdownGraceSeconds: z.number().min(0).max(3_600).default(30),
     /** How long a guest may take to shut down on ACPI before it is forced off. */
     guestShutdownTimeoutSeconds: z.number().min(0).max(3_600).default(60),
+    /** Deliveries of a failing task (an on-premise plugin, a fence) before it is reported failed. */
+    taskMaxAttempts: z.number().int().min(1).max(100).default(5),
     /** The hypervisor hosts this agent drives. */
     hosts: z.array(HostConfig).min(1),
     /** Least severe log level written. */

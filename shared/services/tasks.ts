@@ -2,10 +2,41 @@
  * Agent tasks: work for a site's agent that is not a VM operation (an on-premise plugin, fencing a
  * host). Reports on them come back on the results queue and are routed here by kind.
  */
-import type { TaskResult } from "../contracts/messages.ts";
+import type { AgentTask, TaskResult } from "../contracts/messages.ts";
+import { newId } from "../ids.ts";
+import { signTask } from "../signing/envelopes.ts";
 import { transact } from "../store/base.ts";
 import type { Deps } from "./context.ts";
 import { eventItem } from "./events.ts";
+
+/** Default life of a task: the agent refuses it after this (a stale fence or DNS update is dangerous). */
+const TASK_TTL_SECONDS = 600;
+
+/**
+ * Signs a task and sends it on the site's agent queue. Throws `queue_send_failed` when SQS refuses,
+ * so a notification outbox that called this retries it.
+ */
+export async function sendTask(
+  deps: Deps,
+  input: Omit<AgentTask, "taskId" | "deadline" | "payload"> &
+    Partial<Pick<AgentTask, "taskId" | "deadline" | "payload">>,
+): Promise<AgentTask> {
+  const task: AgentTask = {
+    ...input,
+    taskId: input.taskId ?? newId("task"),
+    payload: input.payload ?? {},
+    deadline: input.deadline ?? new Date(deps.now().getTime() + TASK_TTL_SECONDS * 1000).toISOString(),
+  };
+  await deps.queues.sendCommand(task.site, await signTask(task, deps.signer));
+  deps.log.info("task sent", {
+    taskId: task.taskId,
+    kind: task.kind,
+    plugin: task.plugin,
+    site: task.site,
+    requestId: task.requestId,
+  });
+  return task;
+}
 
 type TaskResultHandler = (deps: Deps, site: string, r: TaskResult) => Promise<void>;
 

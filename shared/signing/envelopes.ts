@@ -4,7 +4,7 @@
  * Reports (results, inventory): agent → control plane, issued as `usher-agent:<site>`.
  */
 import { decodeJwt, errors as joseErrors, jwtVerify, SignJWT } from "jose";
-import { AgentCommand, AgentReport } from "../contracts/messages.ts";
+import { AgentCommand, AgentReport, AgentTask } from "../contracts/messages.ts";
 import { ErrorCode, SignatureError } from "../errors.ts";
 import type { SigningKey } from "./keys.ts";
 
@@ -31,12 +31,50 @@ export async function verifyCommand(
   site: string,
 ): Promise<AgentCommand> {
   const payload = await verifyOrThrow(token, controlPlaneKey, CONTROL_PLANE_ISSUER, agentIssuer(site));
+  return checkCommand(payload, site);
+}
+
+function checkCommand(payload: Record<string, unknown>, site: string): AgentCommand {
   const parsed = AgentCommand.safeParse(payload.cmd);
   if (!parsed.success) throw new SignatureError(ErrorCode.commandRejected, "command payload is malformed");
   if (parsed.data.site !== site || payload.sub !== parsed.data.hostId || payload.jti !== parsed.data.opId) {
     throw new SignatureError(ErrorCode.commandRejected, "command is for another site or host");
   }
   return parsed.data;
+}
+
+/** Signs a task (a plugin to run on premises, a host to fence) for the agent of `task.site`. */
+export async function signTask(task: AgentTask, signer: SigningKey): Promise<string> {
+  return new SignJWT({ task })
+    .setProtectedHeader({ alg: "EdDSA", kid: signer.kid, typ: "usher-task+jwt" })
+    .setIssuer(CONTROL_PLANE_ISSUER)
+    .setAudience(agentIssuer(task.site))
+    .setSubject(task.hostId ?? task.site)
+    .setJti(task.taskId)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.parse(task.deadline) / 1000))
+    .sign(signer.key);
+}
+
+/**
+ * Verifies a message on an agent's queue, which holds both commands and tasks: the signature, issuer,
+ * audience (this site) and expiry, then the payload against its contract.
+ */
+export async function verifyAgentMessage(
+  token: string,
+  controlPlaneKey: CryptoKey,
+  site: string,
+): Promise<{ kind: "command"; cmd: AgentCommand } | { kind: "task"; task: AgentTask }> {
+  const payload = await verifyOrThrow(token, controlPlaneKey, CONTROL_PLANE_ISSUER, agentIssuer(site));
+  if (payload.cmd === undefined && payload.task !== undefined) {
+    const parsed = AgentTask.safeParse(payload.task);
+    if (!parsed.success) throw new SignatureError(ErrorCode.commandRejected, "task payload is malformed");
+    const t = parsed.data;
+    if (t.site !== site || payload.sub !== (t.hostId ?? t.site) || payload.jti !== t.taskId)
+      throw new SignatureError(ErrorCode.commandRejected, "task is for another site or host");
+    return { kind: "task", task: t };
+  }
+  return { kind: "command", cmd: checkCommand(payload, site) };
 }
 
 /**
