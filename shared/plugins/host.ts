@@ -91,7 +91,13 @@ export class Plugins {
       try {
         verdict = await this.call(deps, plugin, event, (ctx) => hook(ctx, current));
       } catch (err) {
-        if (err instanceof UsherError && err.code === ErrorCode.vetoed) throw err;
+        if (err instanceof UsherError && err.code === ErrorCode.vetoed) {
+          // A hook may throw its veto instead of returning it: it still names the plugin.
+          throw new UsherError(ErrorCode.vetoed, err.message, {
+            cause: err,
+            details: { plugin: plugin.name, ...(err.details ?? {}) },
+          });
+        }
         deps.log.error("request plugin failed; request refused", { plugin: plugin.name, event, err });
         throw new UsherError(
           ErrorCode.pluginFailed,
