@@ -54,7 +54,9 @@ export async function handleTask(
       return;
     }
     log.error("task failed; giving up", { attempt, error });
-    result = { ...base, ok: false, error, data: { attempts: attempt }, at: new Date().toISOString() };
+    // The VM it concerned, if any, so the control plane files the failure on that VM's events.
+    const vmId = typeof task.payload.vmId === "string" ? { vmId: task.payload.vmId } : {};
+    result = { ...base, ok: false, error, data: { attempts: attempt, ...vmId }, at: new Date().toISOString() };
   }
   await report(result, op, deps, log);
 }

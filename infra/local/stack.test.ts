@@ -64,7 +64,7 @@ describe("startStack", { timeout: 90_000 }, () => {
     const from = (source: string) => lines.filter(([s]) => s === source).map(([, l]) => l);
     expect(from("agent-east").join("\n")).toContain("agent started");
     expect(from("scheduler-2").join("\n")).toContain('"consumers":"scheduler"');
-    expect(from("consumers").join("\n")).toContain('"consumers":"results,sweep"');
+    expect(from("consumers").join("\n")).toContain('"consumers":"results,sweep,notifier"');
     expect(from("api").filter((l) => l.includes("host registration"))).toHaveLength(2);
     expect(from("api").join("\n")).toContain('"address":"e-1.sim"');
     expect(from("api").join("\n")).toContain('"devices":{"gpu-a":1}');

@@ -28,8 +28,17 @@ import {
   rrsetAbsent,
 } from "./wire.ts";
 
-/** One VM's records: `name.zone` A `ipv4`, and `ipv4`'s in-addr.arpa name PTR `name.zone`. */
-export type VmRecords = { zone: string; reverseZone: string; name: string; ipv4: string };
+/**
+ * One VM's records: `name.zone` A `ipv4`, and `ipv4`'s in-addr.arpa name PTR `name.zone`. With
+ * `subdomain` (one label; Usher puts the project there) the name is `name.subdomain.zone`.
+ */
+export type VmRecords = {
+  zone: string;
+  reverseZone: string;
+  name: string;
+  subdomain?: string | undefined;
+  ipv4: string;
+};
 export type CallOptions = { signal?: AbortSignal };
 
 /** One UPDATE message's content, before it gets an ID and a signature. */
@@ -48,7 +57,8 @@ const MAX_TTL = 2 ** 31 - 1;
 function resolveNames(r: VmRecords) {
   const zone = zoneName(r.zone);
   const reverseZone = reverseZoneName(r.reverseZone);
-  const host = fqdn(hostLabel(r.name), zone);
+  const label = hostLabel(r.name);
+  const host = fqdn(r.subdomain === undefined ? label : `${label}.${hostLabel(r.subdomain)}`, zone);
   const octets = ipv4Octets(r.ipv4);
   const ptrName = reverseName(octets);
   if (!inZone(ptrName, reverseZone)) {
