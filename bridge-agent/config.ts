@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { HostAddress, HypervisorKind, Name } from "../shared/contracts/index.ts";
+import { DnsPluginConfig } from "./plugins/dns/config.ts";
 import { SshHostConfig } from "./transport/ssh-config.ts";
 
 /** An Ed25519 JWK; `d` is required for private keys. */
@@ -22,7 +23,11 @@ export const SimHostConfig = z.strictObject({
     .default({ vcpus: 16, memoryMiB: 32_768 }),
   /** Multiplies every simulated delay (start ~300 ms, migrate ~1 s, ...): 0 is instant, 0.01 for tests. */
   delayScale: z.number().min(0).max(100).default(1),
-  /** File where this host's domains are kept across restarts (JSON); in memory only when absent. */
+  /**
+   * File where this host's domains (and whether it was powered off by a fence) are kept across
+   * restarts (JSON); in memory only when absent. While a file `<statePath>.unreachable` exists the
+   * host cannot be reached: a switch for tests of host loss from outside the agent's process.
+   */
   statePath: z.string().min(1).optional(),
   /** Base images present on the host; a start naming another fails with `image_not_found`. */
   images: z.array(z.string().min(1)).default(["debian-12", "ubuntu-24.04", "alpine-3.20"]),
@@ -50,6 +55,14 @@ export const KvmMigrationConfig = z.strictObject({
   noVerify: z.boolean().default(false),
 });
 
+/** A host bridge guests plug into. */
+const GuestNic = z.strictObject({
+  /** Linux interface name of the bridge. */
+  bridge: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/),
+  /** 802.1Q tag for guests without one of their own (Open vSwitch bridges only). */
+  vlan: z.number().int().min(1).max(4094).optional(),
+});
+
 export const KvmHostConfig = z.strictObject({
   /** libvirt connection URI on the host. */
   uri: z
@@ -64,6 +77,12 @@ export const KvmHostConfig = z.strictObject({
     .regex(/^\/[A-Za-z0-9._/-]+$/)
     .optional(),
   migration: KvmMigrationConfig.default({ user: "root", port: 22, noVerify: false }),
+  /**
+   * Bridges each new domain gets a NIC on, in order (none when absent: guests have no network). The
+   * first carries the VM's address from the IP manager: MAC from the address, the range's VLAN tag
+   * (VLANs need Open vSwitch bridges).
+   */
+  nics: z.array(GuestNic).max(8).optional(),
 });
 export type KvmHostConfig = z.infer<typeof KvmHostConfig>;
 
@@ -73,7 +92,28 @@ export const XenHostConfig = z.strictObject({
     .string()
     .regex(/^\/[A-Za-z0-9._/-]+$/)
     .optional(),
+  /** The bridge new domains get their NIC on (none when absent); it carries the VM's IP manager address. */
+  network: GuestNic.optional(),
 });
+
+/**
+ * How the agent fences a host: powers it off out of band (its BMC, a switched PDU) so that its VMs
+ * can restart elsewhere without ever running twice. `argv` runs on the agent's machine, without a
+ * shell, with USHER_FENCE_HOST_ID, USHER_FENCE_HOST_ADDRESS and USHER_FENCE_TASK_ID in its
+ * environment; exit 0 means the host is off, e.g.
+ * `["ipmitool", "-I", "lanplus", "-H", "bmc-7", "-U", "usher", "-f", "/etc/usher/ipmi.pw", "chassis", "power", "off"]`.
+ * `verifyArgv`, when given, runs next and must exit 0 too (a script that checks `chassis power status`).
+ */
+export const FenceConfig = z.strictObject({
+  argv: z.array(z.string().min(1)).min(1),
+  verifyArgv: z.array(z.string().min(1)).min(1).optional(),
+  /**
+   * Each command's time limit (killed after it, and the fence fails). With verifyArgv, both must fit
+   * in the agent's visibilityTimeoutSeconds, or the task is delivered again while it still runs.
+   */
+  timeoutSeconds: z.number().min(0.1).max(600).default(30),
+});
+export type FenceConfig = z.infer<typeof FenceConfig>;
 
 export const HostConfig = z.strictObject({
   /** The host's id as registered in the control plane; commands name it in `hostId`. */
@@ -90,6 +130,11 @@ export const HostConfig = z.strictObject({
   kvm: KvmHostConfig.optional(),
   /** Only for `xen` hosts. */
   xen: XenHostConfig.optional(),
+  /**
+   * How to fence the host before an evacuation. Without it, a `sim` host is fenced by powering the
+   * simulated host off, and a kvm or xen host cannot be fenced (the evacuation fails; nothing moves).
+   */
+  fence: FenceConfig.optional(),
 });
 export type HostConfig = z.infer<typeof HostConfig>;
 
@@ -131,6 +176,11 @@ export const AgentConfig = z
     guestShutdownTimeoutSeconds: z.number().min(0).max(3_600).default(60),
     /** Deliveries of a failing task (an on-premise plugin, a fence) before it is reported failed. */
     taskMaxAttempts: z.number().int().min(1).max(100).default(5),
+    /**
+     * The DNS plugin's settings (nameserver, zones, TSIG key, TTL): where `dns` tasks update VMs' A and
+     * PTR records. Without them a `dns` task fails with `plugin_unconfigured`.
+     */
+    dns: DnsPluginConfig.optional(),
     /** The hypervisor hosts this agent drives. */
     hosts: z.array(HostConfig).min(1),
     /** Least severe log level written. */
@@ -154,6 +204,14 @@ export const AgentConfig = z
           code: "custom",
           path: ["hosts", i, host.kind],
           message: "settings for another hypervisor kind",
+        });
+      }
+      const fenceSeconds = host.fence ? host.fence.timeoutSeconds * (host.fence.verifyArgv ? 2 : 1) : 0;
+      if (fenceSeconds >= cfg.visibilityTimeoutSeconds) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["hosts", i, "fence", "timeoutSeconds"],
+          message: `a fence may take ${fenceSeconds} s: keep it below visibilityTimeoutSeconds (${cfg.visibilityTimeoutSeconds})`,
         });
       }
       if (host.sim && host.kind !== "sim") {

@@ -51,6 +51,13 @@ describe("execute", () => {
     }
   });
 
+  it("hands a start's network (address, VLAN) to the driver", async () => {
+    const { world, h1 } = setup();
+    const network = { range: "net-a", address: "10.1.0.7", prefixLength: 24, vlan: 42 };
+    await execute(cmd("start", { network }), h1, ctx);
+    expect(world.locate("vm-1")?.domain.network).toEqual(network);
+  });
+
   it("migrate reports the target as finalHostId and forwards progress", async () => {
     const { h1, h2 } = setup();
     await execute(cmd("start"), h1, ctx);

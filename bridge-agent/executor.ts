@@ -79,7 +79,16 @@ function run(
   };
   switch (cmd.action) {
     case "start":
-      return d.start({ vmId, vmName: cmd.vmName, opId: cmd.opId, spec: cmd.spec }, opts);
+      return d.start(
+        {
+          vmId,
+          vmName: cmd.vmName,
+          opId: cmd.opId,
+          spec: cmd.spec,
+          ...(cmd.network ? { network: cmd.network } : {}),
+        },
+        opts,
+      );
     case "shutdown":
       return d.shutdown(vmId, { ...opts, timeoutMs: ctx.guestShutdownTimeoutMs });
     case "destroy":

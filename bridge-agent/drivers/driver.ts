@@ -10,6 +10,7 @@ import type {
   HypervisorKind,
   MigrationTarget,
   PowerState,
+  VmNetwork,
   VmSpec,
 } from "../../shared/contracts/index.ts";
 
@@ -29,7 +30,14 @@ export type OpOptions = {
   signal?: AbortSignal;
 };
 
-export type StartRequest = { vmId: string; vmName: string; opId: string; spec: VmSpec };
+export type StartRequest = {
+  vmId: string;
+  vmName: string;
+  opId: string;
+  spec: VmSpec;
+  /** The VM's address and VLAN (IP manager), for its NIC; kept with the domain where the driver can. */
+  network?: VmNetwork;
+};
 
 export type ShutdownOptions = OpOptions & {
   /** How long the guest may take to power off on ACPI before it is forced off. */

@@ -56,6 +56,7 @@ export const driverRegistry: Record<HypervisorKind, DriverFactory> = {
       uri: host.kvm?.uri ?? "qemu:///system",
       domainType: host.kvm?.domainType ?? "kvm",
       ...(host.kvm?.imagesDir ? { imagesDir: host.kvm.imagesDir } : {}),
+      ...(host.kvm?.nics ? { nics: host.kvm.nics } : {}),
       peers: (id) => (deps.runners.host(id)?.kind === "kvm" ? deps.runners.get(id) : undefined),
       migrationUri: kvmMigrationUri(deps),
     }),
@@ -64,6 +65,7 @@ export const driverRegistry: Record<HypervisorKind, DriverFactory> = {
       hostId: host.id,
       runner: runnerOf(host, deps),
       ...(host.xen?.stateDir ? { stateDir: host.xen.stateDir } : {}),
+      ...(host.xen?.network ? { network: host.xen.network } : {}),
       // A migration checks the target's capacity and moves the domain's config there.
       peers: (id) => {
         const peer = deps.runners.host(id);

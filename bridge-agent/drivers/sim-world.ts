@@ -4,9 +4,10 @@
  * in a JSON file, written after each change and read when the host is added, as a real host keeps
  * its domains across an agent restart.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
+import { VmNetwork } from "../../shared/contracts/index.ts";
 import type { SimHostConfig } from "../config.ts";
 
 export const SimPowerState = z.enum(["running", "paused", "suspended", "stopped"]);
@@ -25,12 +26,20 @@ export const SimDomain = z.object({
   vcpus: z.number().int(),
   memoryMiB: z.number().int(),
   image: z.string().optional(),
+  /** The address and VLAN the VM's NIC was defined with (IP manager), as a real driver configures it. */
+  network: VmNetwork.optional(),
   state: SimPowerState,
   createdAt: z.string(),
 });
 export type SimDomain = z.infer<typeof SimDomain>;
 
-const StateFile = z.object({ version: z.literal(1), hostId: z.string(), domains: z.array(SimDomain) });
+const StateFile = z.object({
+  version: z.literal(1),
+  hostId: z.string(),
+  domains: z.array(SimDomain),
+  /** Set by a fence: the simulated host is off. */
+  poweredOff: z.boolean().optional(),
+});
 
 /** Running and paused domains hold their vCPUs and memory; stopped and suspended ones hold none. */
 const holdsResources = (d: SimDomain) => d.state === "running" || d.state === "paused";
@@ -41,11 +50,41 @@ export class SimHost {
   /** Domains by UUID. */
   readonly domains = new Map<string, SimDomain>();
   /** False simulates a host that cannot be reached: every call fails with `host_unreachable`. */
-  reachable = true;
+  private reachableSwitch = true;
+  /** Powered off by a fence (its simulated BMC): unreachable, every domain stopped, until powerOn(). */
+  poweredOff = false;
 
   constructor(id: string, settings: SimHostConfig) {
     this.id = id;
     this.settings = settings;
+  }
+
+  /** Reachable unless switched off, powered off, or its `<statePath>.unreachable` file exists. */
+  get reachable(): boolean {
+    if (!this.reachableSwitch || this.poweredOff) return false;
+    const path = this.settings.statePath;
+    return !(path && existsSync(`${path}.unreachable`));
+  }
+
+  set reachable(on: boolean) {
+    this.reachableSwitch = on;
+  }
+
+  /**
+   * What a BMC's power-off does, whether or not the host can be reached over the network: the host
+   * stops, and so does every guest on it (their definitions stay, shut off). Idempotent.
+   */
+  powerOff(): void {
+    for (const d of this.domains.values())
+      if (d.state === "running" || d.state === "paused") d.state = "stopped";
+    this.poweredOff = true;
+    this.save();
+  }
+
+  /** Powers the host back on; its domains stay shut off (no autostart). */
+  powerOn(): void {
+    this.poweredOff = false;
+    this.save();
   }
 
   findByVmId(vmId: string): SimDomain | undefined {
@@ -69,7 +108,12 @@ export class SimHost {
     const path = this.settings.statePath;
     if (!path) return;
     mkdirSync(dirname(path), { recursive: true });
-    const body = { version: 1, hostId: this.id, domains: [...this.domains.values()] };
+    const body = {
+      version: 1,
+      hostId: this.id,
+      domains: [...this.domains.values()],
+      ...(this.poweredOff ? { poweredOff: true } : {}),
+    };
     writeFileSync(`${path}.tmp`, `${JSON.stringify(body, null, 2)}\n`);
     renameSync(`${path}.tmp`, path);
   }
@@ -87,6 +131,7 @@ export class SimHost {
     const parsed = StateFile.safeParse(JSON.parse(text));
     if (!parsed.success) throw new Error(`sim state file ${path} is not valid: ${parsed.error.message}`);
     for (const d of parsed.data.domains) this.domains.set(d.uuid, d);
+    this.poweredOff = parsed.data.poweredOff ?? false;
   }
 }
 

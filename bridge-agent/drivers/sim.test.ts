@@ -92,6 +92,17 @@ describe("sim driver", () => {
     expect(await h2.domainState("m")).toBe("absent");
   });
 
+  it("records the address and VLAN a domain's NIC was defined with, and keeps them through a migration", async () => {
+    const { world, h1 } = twoHosts();
+    const network = { range: "net-a", address: "10.1.0.7", prefixLength: 24, gateway: "10.1.0.1", vlan: 42 };
+    await h1.start(req("n", { network }));
+    expect(world.locate("n")?.domain.network).toEqual(network);
+    await h1.migrate("n", { hostId: "h2", address: "sim", kind: "sim" }, { live: true });
+    expect(world.locate("n")).toMatchObject({ host: { id: "h2" }, domain: { network } });
+    await h1.start(req("plain"));
+    expect(world.locate("plain")?.domain.network).toBeUndefined();
+  });
+
   it("serialises operations on one vm: concurrent starts make one domain", async () => {
     const { h1 } = twoHosts();
     const states = await Promise.all([h1.start(req("c1")), h1.start(req("c1")), h1.start(req("c1"))]);

@@ -75,6 +75,7 @@ export class SimDriver implements HypervisorDriver {
           state: "stopped",
           createdAt: new Date().toISOString(),
           ...(image ? { image } : {}),
+          ...(req.network ? { network: req.network } : {}),
         };
         this.host.domains.set(d.uuid, d);
         this.host.save();
@@ -184,6 +185,7 @@ export class SimDriver implements HypervisorDriver {
           d.state = before; // aborted: the domain stays on the source as it was
           throw err;
         }
+        this.ensurePowered(dest); // a host powered off (fenced) meanwhile ends the migration
       } else {
         await this.delay("define", opts); // a stopped domain moves as its definition only
         opts.onProgress?.(100);
@@ -219,6 +221,11 @@ export class SimDriver implements HypervisorDriver {
     this.closed = true;
   }
 
+  /** The simulated host's out-of-band power-off (its "BMC"), used to fence it. Works while unreachable. */
+  async powerOff(): Promise<void> {
+    this.host.powerOff();
+  }
+
   /** A plain state change: `from` → `to`, success when `to` already holds. */
   private transition(
     vmId: string,
@@ -247,6 +254,7 @@ export class SimDriver implements HypervisorDriver {
   }
 
   private set(d: SimDomain, state: SimDomain["state"], opts: OpOptions): SimDomain["state"] {
+    this.ensurePowered(this.host); // powered off (fenced) during the operation: nothing changes
     d.state = state;
     if (opts.opId) d.lastOpId = opts.opId;
     this.host.save();
@@ -270,6 +278,12 @@ export class SimDriver implements HypervisorDriver {
         E.insufficientResources,
         `host ${host.id} has ${free.vcpus} vCPUs and ${free.memoryMiB} MiB free; ${need.vcpus} vCPUs and ${need.memoryMiB} MiB needed`,
       );
+    }
+  }
+
+  private ensurePowered(dest: SimHost): void {
+    for (const h of [this.host, dest]) {
+      if (h.poweredOff) throw new DriverError(E.hostUnreachable, `host ${h.id} was powered off`);
     }
   }
 

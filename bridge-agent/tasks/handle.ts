@@ -56,7 +56,13 @@ export async function handleTask(
     log.error("task failed; giving up", { attempt, error });
     // The VM it concerned, if any, so the control plane files the failure on that VM's events.
     const vmId = typeof task.payload.vmId === "string" ? { vmId: task.payload.vmId } : {};
-    result = { ...base, ok: false, error, data: { attempts: attempt, ...vmId }, at: new Date().toISOString() };
+    result = {
+      ...base,
+      ok: false,
+      error,
+      data: { attempts: attempt, ...vmId },
+      at: new Date().toISOString(),
+    };
   }
   await report(result, op, deps, log);
 }

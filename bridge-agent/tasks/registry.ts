@@ -3,9 +3,11 @@
  * follow. Agent-side plugins are listed in AGENT_PLUGINS and reached by `plugin` tasks.
  */
 import type { AgentTask } from "../../shared/contracts/index.ts";
+import { dnsPlugin } from "../plugins/dns/plugin.ts";
+import { fence } from "./fence.ts";
 import type { AgentPlugin, TaskHandler } from "./types.ts";
 
-export const AGENT_PLUGINS: Readonly<Record<string, AgentPlugin>> = {};
+export const AGENT_PLUGINS: Readonly<Record<string, AgentPlugin>> = { dns: dnsPlugin };
 
 const runPlugin: TaskHandler = async (task, ctx) => {
   const plugin =
@@ -15,10 +17,6 @@ const runPlugin: TaskHandler = async (task, ctx) => {
       code: "plugin_unknown",
     });
   return plugin.run(task, ctx);
-};
-
-const fence: TaskHandler = async () => {
-  throw Object.assign(new Error("this agent has no fencing configured"), { code: "fence_unavailable" });
 };
 
 export const TASK_HANDLERS: Readonly<Record<AgentTask["kind"], TaskHandler>> = { plugin: runPlugin, fence };

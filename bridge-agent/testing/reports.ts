@@ -49,16 +49,18 @@ export function readReports(
   };
 }
 
+type Truthy<T> = Exclude<T, false | 0 | "" | null | undefined>;
+
 /** Polls `check` until it returns a truthy value (which is returned) or `timeoutMs` passes. */
 export async function waitFor<T>(
   check: () => T | Promise<T>,
   timeoutMs = 5_000,
   what = "condition",
-): Promise<NonNullable<T>> {
+): Promise<Truthy<T>> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
-    if (value) return value as NonNullable<T>;
+    if (value) return value as Truthy<T>;
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -13,8 +13,12 @@ import { requestPlugins } from "./middleware/plugins.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { onError, problemResponse, validationHook } from "./problem.ts";
 import { clusterRoutes } from "./routes/clusters.ts";
+import { eventRoutes } from "./routes/events.ts";
 import { hostRoutes } from "./routes/hosts.ts";
+import { leaseRoutes } from "./routes/leases.ts";
 import { operationRoutes } from "./routes/operations.ts";
+import { quotaRoutes } from "./routes/quotas.ts";
+import { schedulerRoutes } from "./routes/scheduler.ts";
 import { vmRoutes } from "./routes/vms.ts";
 
 export const API_VERSION = "0.1.0";
@@ -67,12 +71,19 @@ export function createApp(opts: {
     "/v1/operations/*",
     "/v1/hosts",
     "/v1/hosts/*",
+    "/v1/quotas",
+    "/v1/scheduler/*",
+    "/v1/events",
   ]) {
     app.use(path, auth);
   }
   app.route("/v1", vmRoutes(deps));
+  app.route("/v1", leaseRoutes(deps));
   app.route("/v1", clusterRoutes(deps));
   app.route("/v1", operationRoutes(deps));
+  app.route("/v1", quotaRoutes(deps));
   app.route("/v1", hostRoutes(deps));
+  app.route("/v1", schedulerRoutes(deps));
+  app.route("/v1", eventRoutes(deps));
   return app;
 }

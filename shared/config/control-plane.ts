@@ -76,6 +76,14 @@ export const ControlPlaneEnv = z.object({
   USHER_DRIFT_POLICY: z.enum(["adopt", "error"]).default("error"),
   /** Seconds without a reachable report after which a host is marked `down`. */
   USHER_HOST_DOWN_AFTER_SECONDS: z.coerce.number().int().min(10).default(120),
+  /**
+   * What confirms that a down host is fenced before its VMs restart elsewhere: `agent` (the agent's
+   * report that the fence action succeeded) or `agent+admin` (that report, then an admin's
+   * `POST /v1/hosts/{id}/evacuate/confirm`).
+   */
+  USHER_EVACUATE_CONFIRM: z.enum(["agent", "agent+admin"]).default("agent+admin"),
+  /** How long a site's agent has to fence a host and report; after it the evacuation fails. */
+  USHER_FENCE_TIMEOUT_SECONDS: z.coerce.number().int().min(10).max(3_600).default(300),
   /** Log level. */
   USHER_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });

@@ -1,6 +1,9 @@
 import { z } from "zod";
-import { Labels, Name, VmAction } from "./common.ts";
-import { Operation, Vm, VmSpec } from "./vm.ts";
+import { ErrorInfo, Labels, Name, VmAction } from "./common.ts";
+import { Operation, Placement, Vm, VmSpec } from "./vm.ts";
+
+/** A scheduler policy's name: a built-in (`pack`, `spread`, `load`, `power-saving`) or the site's. */
+export const PolicyName = z.string().regex(/^[a-z][a-z0-9_-]{0,39}$/, "a policy name");
 
 /** One group of alike members in a virtual cluster (a head node, or N workers). */
 export const ClusterMember = VmSpec.extend({
@@ -8,10 +11,18 @@ export const ClusterMember = VmSpec.extend({
   /** Members are named `<cluster>-<role>-<n>`; `node` when absent. */
   role: Name.optional(),
   labels: Labels.optional(),
+  /** Placement constraints for each of these members (give them one antiAffinityGroup to spread them). */
+  placement: Placement.optional(),
 });
 export type ClusterMember = z.infer<typeof ClusterMember>;
 
-const ClusterBase = z.strictObject({ name: Name, site: Name.optional(), labels: Labels.optional() });
+const ClusterBase = z.strictObject({
+  name: Name,
+  site: Name.optional(),
+  labels: Labels.optional(),
+  /** The scheduler policy for this cluster's members; the project's (or the site's default) when absent. */
+  policy: PolicyName.optional(),
+});
 
 /** Usher's `start` of many VMs: N alike (`count` + spec) or a mix (`members`). */
 export const CreateCluster = z
@@ -22,7 +33,10 @@ export const CreateCluster = z
         .min(1)
         .max(20),
     }),
-    ClusterBase.extend(VmSpec.shape).extend({ count: z.number().int().min(1).max(100) }),
+    ClusterBase.extend(VmSpec.shape).extend({
+      count: z.number().int().min(1).max(100),
+      placement: Placement.optional(),
+    }),
   ])
   .meta({ id: "CreateCluster" });
 export type CreateCluster = z.infer<typeof CreateCluster>;
@@ -35,6 +49,11 @@ export const Cluster = z
     owner: z.string(),
     site: z.string(),
     vmIds: z.array(z.string()),
+    policy: PolicyName.nullable(),
+    /** The members' placement together (all or none); null for clusters made before gangs. */
+    gang: z
+      .object({ status: z.enum(["pending", "placed", "failed"]), error: ErrorInfo.nullable() })
+      .nullable(),
     createdAt: z.string(),
   })
   .meta({ id: "Cluster" });

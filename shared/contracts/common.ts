@@ -51,7 +51,12 @@ export type OpStatus = z.infer<typeof OpStatus>;
 
 export const TERMINAL_OP_STATUSES: readonly OpStatus[] = ["succeeded", "failed", "cancelled"];
 
-export const HostState = z.enum(["enabled", "disabled", "draining", "down"]);
+/**
+ * A host's state. Only `enabled` hosts take new placements. `draining` → `drained` (POST …/drain);
+ * `down`: its agent stopped reporting it; `fencing` → `fenced` (POST …/evacuate): being, then
+ * confirmed, powered off out of band, its VMs restarted elsewhere. Back to `enabled` by an admin.
+ */
+export const HostState = z.enum(["enabled", "disabled", "draining", "drained", "down", "fencing", "fenced"]);
 export type HostState = z.infer<typeof HostState>;
 
 export const Role = z.enum(["admin", "operator", "user"]);

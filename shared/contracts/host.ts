@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DeviceCounts, HostState, HypervisorKind, Labels, Name } from "./common.ts";
+import { DeviceCounts, ErrorInfo, HostState, HypervisorKind, Labels, Name } from "./common.ts";
 
 export const HostCapacity = z.strictObject({
   vcpus: z.number().int().min(1).max(100_000),
@@ -26,6 +26,81 @@ export const Allocated = z.object({
 });
 export type Allocated = z.infer<typeof Allocated>;
 
+/** One VM still holding capacity on a draining host. */
+export const DrainVm = z.object({
+  vmId: z.string(),
+  /** The drain's migration of this VM, once submitted. */
+  opId: z.string().nullable(),
+  /**
+   * `pending`: its migration is about to be submitted (by the sweep); `migrating`: under way;
+   * `failed`: the migration failed (drain again to retry); `blocked`: not migrated (a stopped or
+   * suspended VM, or the request was refused: `error` says why); `arriving`: a migration to this
+   * host is finishing first.
+   */
+  status: z.enum(["pending", "migrating", "failed", "blocked", "arriving"]),
+  error: ErrorInfo.nullable(),
+});
+export type DrainVm = z.infer<typeof DrainVm>;
+
+/** Progress of a drain (`GET /v1/hosts/{id}`). The host becomes `drained` when `remaining` is 0. */
+export const HostDrain = z
+  .object({
+    requestId: z.string(),
+    requestedBy: z.string(),
+    requestedAt: z.string(),
+    finishedAt: z.string().nullable(),
+    /** VMs still holding capacity on the host. */
+    remaining: z.number().int(),
+    /** Of those, how many failed or are blocked. */
+    failures: z.number().int(),
+    vms: z.array(DrainVm),
+  })
+  .meta({ id: "HostDrain" });
+export type HostDrain = z.infer<typeof HostDrain>;
+
+export const EvacuationStatus = z.enum([
+  "fencing",
+  "fence_failed",
+  "awaiting_confirmation",
+  "evacuating",
+  "done",
+]);
+export type EvacuationStatus = z.infer<typeof EvacuationStatus>;
+
+/** One VM the evacuation moved off the fenced host. */
+export const EvacuatedVm = z.object({
+  vmId: z.string(),
+  /** The `start` that restarts it elsewhere; null when it was left stopped (see `note`). */
+  restartOpId: z.string().nullable(),
+  /** The operation that was under way on the fenced host and was failed (`host_fenced`). */
+  failedOpId: z.string().nullable(),
+  note: z.string(),
+  at: z.string(),
+});
+export type EvacuatedVm = z.infer<typeof EvacuatedVm>;
+
+/** Progress of an evacuation (`GET /v1/hosts/{id}`): fence first, then restarts elsewhere. */
+export const HostEvacuation = z
+  .object({
+    status: EvacuationStatus,
+    requestId: z.string(),
+    requestedBy: z.string(),
+    requestedAt: z.string(),
+    /** The fence task sent to the site's agent. */
+    taskId: z.string(),
+    fencedAt: z.string().nullable(),
+    confirmedBy: z.string().nullable(),
+    confirmedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    /** Why fencing failed (`fence_failed`): nothing was restarted. */
+    error: ErrorInfo.nullable(),
+    /** VMs (or migration targets) still holding capacity on the host. */
+    remaining: z.number().int(),
+    vms: z.array(EvacuatedVm),
+  })
+  .meta({ id: "HostEvacuation" });
+export type HostEvacuation = z.infer<typeof HostEvacuation>;
+
 export const Host = z
   .object({
     id: z.string(),
@@ -40,6 +115,10 @@ export const Host = z
     labels: Labels,
     state: HostState,
     lastHeartbeatAt: z.string().nullable(),
+    /** The latest drain, with its progress (on a single host's read). */
+    drain: HostDrain.nullable().optional(),
+    /** The latest evacuation, with its progress (on a single host's read). */
+    evacuation: HostEvacuation.nullable().optional(),
     version: z.number().int(),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -66,7 +145,8 @@ export type CreateHost = z.infer<typeof CreateHost>;
 
 export const PatchHost = z
   .strictObject({
-    state: HostState.optional(),
+    /** Maintenance states are reached through their own requests (`…/drain`, `…/evacuate`). */
+    state: HostState.extract(["enabled", "disabled"]).optional(),
     ratios: AllocationRatios.partial().optional(),
     labels: Labels.optional(),
     address: HostAddress.optional(),

@@ -8,6 +8,7 @@ import {
   OpAction,
   OpStatus,
   VmAction,
+  VmNetwork,
   VmState,
 } from "./common.ts";
 
@@ -31,11 +32,40 @@ export const VmSpec = z.strictObject({
 });
 export type VmSpec = z.infer<typeof VmSpec>;
 
+/** VM ids a placement constraint names (of the same project: others' VMs count as not placed). */
+const VmIds = z.array(z.string().min(1).max(64)).min(1).max(16);
+
+/**
+ * Where a VM may go, besides what its spec needs. Never part of the spec (which travels to agents).
+ * Group names belong to the project: another project's group of the same name is another group.
+ */
+export const Placement = z
+  .strictObject({
+    /** Labels the host must carry, with exactly these values. */
+    requiredLabels: Labels.optional(),
+    /** Hard affinity: on the host holding the group's other members (the first goes where it fits). */
+    affinityGroup: Name.optional(),
+    /** Hard anti-affinity: never on a host holding another member of this group. */
+    antiAffinityGroup: Name.optional(),
+    /** Soft affinity: next to the group's members when the policy's weighers allow. */
+    softAffinityGroup: Name.optional(),
+    /** On the one host holding all of these VMs; nowhere while they are apart or not placed. */
+    sameHostAs: VmIds.optional(),
+    /** On no host holding any of these VMs. */
+    differentHostFrom: VmIds.optional(),
+  })
+  .meta({ id: "Placement" });
+export type Placement = z.infer<typeof Placement>;
+
 export const CreateVm = VmSpec.extend({
   name: Name,
   labels: Labels.optional(),
   /** Site to place the VM in; the deployment's default site when absent. */
   site: Name.optional(),
+  /** Placement constraints (labels, groups, other VMs); none when absent. */
+  placement: Placement.optional(),
+  /** Lifetime asked for, in seconds from placement (leases plugin); never part of the VM's spec. */
+  leaseSeconds: z.number().int().min(1).optional(),
 }).meta({ id: "CreateVm" });
 export type CreateVm = z.infer<typeof CreateVm>;
 
@@ -51,6 +81,11 @@ export const Vm = z
     labels: Labels,
     state: VmState,
     hostId: z.string().nullable(),
+    /** Address and VLAN from the IP manager plugin while the VM holds a home host; null otherwise. */
+    network: VmNetwork.nullable(),
+    placement: Placement.nullable(),
+    /** When the VM's lease runs out (leases plugin); null when it has none. */
+    leaseExpiresAt: z.string().nullable(),
     version: z.number().int(),
     createdAt: z.string(),
     updatedAt: z.string(),

@@ -4,6 +4,7 @@
  * control plane is built; a bad config stops start-up with every problem named.
  */
 import type { Policy } from "../scheduler/policy.ts";
+import { checkScheduler } from "../scheduler/site-policies.ts";
 import type { Plugin } from "./types.ts";
 
 export type SchedulerConfig = {
@@ -59,5 +60,14 @@ export function checkConfig(config: UsherConfig): string[] {
   const n = config.notifications;
   if (n?.maxAttempts !== undefined && !(Number.isInteger(n.maxAttempts) && n.maxAttempts >= 1))
     problems.push("notifications.maxAttempts must be a whole number ≥ 1");
+  // A delay that is not a positive number would make the outbox's next due time invalid (NaN) or
+  // retry at once, in a loop.
+  for (const key of ["retryDelaySeconds", "maxDelaySeconds"] as const) {
+    const v = n?.[key];
+    if (v !== undefined && !(Number.isFinite(v) && v > 0))
+      problems.push(`notifications.${key} must be a number of seconds > 0`);
+  }
+  // Policies and plugins' placement stages: an unknown name stops start-up, not the first placement.
+  problems.push(...checkScheduler(config));
   return problems;
 }

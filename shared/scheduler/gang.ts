@@ -6,6 +6,7 @@
  */
 import { placeOne } from "./pipeline.ts";
 import type { Policy } from "./policy.ts";
+import type { Registry } from "./registry.ts";
 import type { Snapshot } from "./snapshot.ts";
 import type { Demand, Rejections } from "./types.ts";
 
@@ -53,13 +54,18 @@ function groupDemand(snapshot: Snapshot, demands: readonly Demand[], i: number):
  * Places every demand or none. On success the snapshot holds all of them; on failure it is exactly as
  * it was, and the result names the first member (by its index in `demands`) that found no host.
  */
-export function placeGang(snapshot: Snapshot, demands: readonly Demand[], policy: Policy): GangResult {
+export function placeGang(
+  snapshot: Snapshot,
+  demands: readonly Demand[],
+  policy: Policy,
+  registry?: Registry,
+): GangResult {
   const assignments: string[] = new Array(demands.length);
   const applied: number[] = [];
   let done = false;
   try {
     for (const i of largestFirst(demands)) {
-      const result = placeOne(snapshot, groupDemand(snapshot, demands, i), policy);
+      const result = placeOne(snapshot, groupDemand(snapshot, demands, i), policy, registry);
       if (result.hostId === undefined)
         return { failed: i, rejections: result.rejections, considered: result.considered };
       snapshot.apply(result.hostId, demands[i]!);

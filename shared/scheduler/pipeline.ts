@@ -11,9 +11,10 @@
 import { FILTERS, type Filter } from "./filters.ts";
 import type { Policy } from "./policy.ts";
 import { ANY, type Query } from "./query.ts";
+import { BUILT_INS, type Registry } from "./registry.ts";
 import type { Snapshot } from "./snapshot.ts";
 import type { Candidate, Demand, DryRun, PlaceResult, Rejections } from "./types.ts";
-import { WEIGHERS, type Weigher } from "./weighers.ts";
+import type { Weigher } from "./weighers.ts";
 
 export { Snapshot } from "./snapshot.ts";
 
@@ -37,29 +38,39 @@ type Compiled = {
   weighersN: number;
 };
 
-const compiled = new WeakMap<Policy, Compiled>();
+/** Compiled policies, per registry and then per policy object. */
+const compiled = new WeakMap<Registry, WeakMap<Policy, Compiled>>();
 
 /**
- * Resolves a policy once, cached per policy object (so treat policies as immutable); throws on names
- * no registry holds, as a policy may come from configuration the compiler never saw.
+ * Resolves a policy in a registry once, cached per (registry, policy) pair of objects (so treat both
+ * as immutable); throws on names the registry does not hold, as a policy may come from configuration
+ * the compiler never saw (site configs are checked at start-up, so this is a bug when it happens).
  */
-function compile(policy: Policy): Compiled {
-  const known = compiled.get(policy);
+function compile(policy: Policy, registry: Registry): Compiled {
+  let cache = compiled.get(registry);
+  if (!cache) {
+    cache = new WeakMap();
+    compiled.set(registry, cache);
+  }
+  const known = cache.get(policy);
   if (known) return known;
   const filters = policy.filters.map((name) => {
-    if (!Object.hasOwn(FILTERS, name)) throw new Error(`unknown filter ${name}`);
-    return FILTERS[name] as Filter;
+    if (!Object.hasOwn(registry.filters, name)) throw new Error(`unknown filter ${name}`);
+    return registry.filters[name] as Filter;
   });
   const weighers = policy.weighers.map(({ name, weight }) => {
-    if (!Object.hasOwn(WEIGHERS, name)) throw new Error(`unknown weigher ${name}`);
+    if (!Object.hasOwn(registry.weighers, name)) throw new Error(`unknown weigher ${name}`);
     if (!Number.isFinite(weight)) throw new Error(`weigher ${name} has a weight that is not a number`);
-    return WEIGHERS[name] as Weigher;
+    return registry.weighers[name] as Weigher;
   });
   const c: Compiled = {
     filters,
     weighers,
     weights: policy.weighers.map((w) => w.weight),
-    indexed: ["host_state", "hypervisor", "memory"].every((name, at) => policy.filters[at] === name),
+    // The index stands in for exactly the built-in three, so the objects must be theirs.
+    indexed: (["host_state", "hypervisor", "memory"] as const).every(
+      (name, at) => filters[at] === FILTERS[name],
+    ),
     counts: new Int32Array(filters.length),
     activeFilters: [...filters],
     activeAt: new Int32Array(filters.length),
@@ -69,7 +80,7 @@ function compile(policy: Policy): Compiled {
     activeWeights: new Float64Array(weighers.length),
     weighersN: 0,
   };
-  compiled.set(policy, c);
+  cache.set(policy, c);
   return c;
 }
 
@@ -144,10 +155,16 @@ function rejectionsOf(c: Compiled): Rejections {
 
 /**
  * Chooses the host for one demand: the highest-scoring host every filter accepts, or none with the
- * count of hosts each filter rejected. Does not change the snapshot; `snapshot.apply` does.
+ * count of hosts each filter rejected. Does not change the snapshot; `snapshot.apply` does. The
+ * policy's names resolve in `registry` (the built-ins by default; a site's adds plugins' stages).
  */
-export function placeOne(snapshot: Snapshot, demand: Demand, policy: Policy): PlaceResult {
-  const c = compile(policy);
+export function placeOne(
+  snapshot: Snapshot,
+  demand: Demand,
+  policy: Policy,
+  registry: Registry = BUILT_INS,
+): PlaceResult {
+  const c = compile(policy, registry);
   const q = snapshot.query.reset(snapshot, demand);
   prepare(c, snapshot, q);
   let n = c.indexed ? indexedSlots(c, snapshot, q) : allSlots(snapshot, q);
@@ -171,8 +188,13 @@ export function placeOne(snapshot: Snapshot, demand: Demand, policy: Policy): Pl
 }
 
 /** Every acceptable host for `demand` with its total and per-weigher scores, best first, and the rejections. */
-export function dryRun(snapshot: Snapshot, demand: Demand, policy: Policy): DryRun {
-  const c = compile(policy);
+export function dryRun(
+  snapshot: Snapshot,
+  demand: Demand,
+  policy: Policy,
+  registry: Registry = BUILT_INS,
+): DryRun {
+  const c = compile(policy, registry);
   const q = snapshot.query.reset(snapshot, demand);
   prepare(c, snapshot, q);
   // Always the plain scan, never the index: a dry run is for people, and doubles as its reference.

@@ -5,11 +5,15 @@
 import type { FilterName } from "./filters.ts";
 import type { WeigherName } from "./weighers.ts";
 
+/**
+ * Names are the built-ins' (checked by the compiler) or, in a site's policies, plugins' stages too
+ * (checked against the site's registry at start-up: see `site-policies.ts`).
+ */
 export type Policy = {
   /** Run in this order; a rejected host is counted under the first filter it fails. */
-  readonly filters: readonly FilterName[];
+  readonly filters: readonly (FilterName | (string & {}))[];
   /** Each weigher's 0..1 score is multiplied by its weight; the highest total wins. */
-  readonly weighers: readonly { readonly name: WeigherName; readonly weight: number }[];
+  readonly weighers: readonly { readonly name: WeigherName | (string & {}); readonly weight: number }[];
 };
 
 /**

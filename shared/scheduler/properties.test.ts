@@ -248,4 +248,43 @@ describe("placement properties", () => {
       { numRuns: 300 },
     );
   });
+
+  it("a gang sharing an anti-affinity group places iff enough hosts fit one member and hold none of the group", () => {
+    fc.assert(
+      fc.property(
+        hostsArb,
+        demandArb,
+        fc.integer({ min: 1, max: 8 }),
+        fc.array(fc.nat(), { maxLength: 3 }),
+        policyArb,
+        (hosts, raw, n, taken, name) => {
+          // Some hosts already hold members of the group (placed earlier, outside this gang).
+          const held = new Set(taken.map((t) => hosts[t % hosts.length]!.id));
+          const s = new Snapshot(hosts.map((h) => (held.has(h.id) ? { ...h, groups: ["gang"] } : h)));
+          const one: Demand = {
+            ...raw,
+            antiAffinityGroup: "gang",
+            affinityGroup: undefined,
+            softAffinityGroup: undefined,
+            sameHostAs: undefined,
+            differentHostFrom: undefined,
+          };
+          const room = hosts.filter(
+            (h) => !held.has(h.id) && placeOne(new Snapshot([h]), one, resolvePolicy()).hostId,
+          );
+          const members = Array.from({ length: n }, (_, i) => ({ ...one, vmId: `g-${i}` }));
+          const r = placeGang(s, members, resolvePolicy(name));
+          if (n > room.length) {
+            expect(r).toHaveProperty("failed");
+            return;
+          }
+          expect(r).toHaveProperty("assignments");
+          const where = "assignments" in r ? r.assignments : [];
+          expect(new Set(where).size).toBe(n);
+          for (const h of where) expect(held.has(h)).toBe(false);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
 });

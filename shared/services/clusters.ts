@@ -5,10 +5,11 @@
 
 import type { z } from "zod";
 import { isAdmin, type Principal } from "../auth/principal.ts";
-import type { Cluster, ClusterActionRequest, CreateCluster } from "../contracts/cluster.ts";
-import type { Vm, VmSpec } from "../contracts/vm.ts";
+import type { Cluster, ClusterActionRequest, ClusterMember, CreateCluster } from "../contracts/cluster.ts";
+import { type Placement, type Vm, VmSpec } from "../contracts/vm.ts";
 import { ConflictError, ErrorCode, NotFoundError, ValidationError } from "../errors.ts";
 import { newId } from "../ids.ts";
+import { sitePolicies } from "../scheduler/site-policies.ts";
 import { getItem, notExists, type Page, putOf, queryAll, queryPage, transact } from "../store/base.ts";
 import { failedConditions } from "../store/errors.ts";
 import { type ClusterItem, clusterView, type OpItem, opView, type VmItem, vmView } from "../store/items.ts";
@@ -19,23 +20,60 @@ import { idempotent, type StoredResponse } from "./idempotency.ts";
 import { enqueueOps } from "./operations.ts";
 import { newVmItems, type RequestContext, requestAction } from "./vms.ts";
 
-/** DynamoDB transactions hold 100 items; a cluster uses 3 per VM plus 4 of its own. */
-export const MAX_CLUSTER_VMS = 32;
+/**
+ * DynamoDB transactions hold 100 items, and two transactions carry a whole cluster:
+ * - creation: name reservation, cluster, event, idempotency record (4) + per VM its name, record and
+ *   start operation (3): 3N + 4 ≤ 100, so N ≤ 32;
+ * - gang placement (gang.ts): cluster update and event (2) + per VM a claim and a VM update (2N) + one
+ *   update per host used (at most N) + plugins' claim contributions (assumed at most one item per VM
+ *   plus two, e.g. an address per VM and a project quota): 2 + 2N + N + N + 2 = 4N + 4 ≤ 100, so N ≤ 24.
+ */
+export const MAX_CLUSTER_VMS = 24;
 
-type Member = { role: string; spec: VmSpec; labels: Record<string, string> };
+export type Member = { role: string; spec: VmSpec; labels: Record<string, string>; placement?: Placement };
 
-function expand(body: CreateCluster): Member[] {
+/** What `expand` reads of a cluster request (a dry run's has no name). */
+type Members =
+  | { labels?: Record<string, string> | undefined; members: ClusterMember[] }
+  | (VmSpec & {
+      count: number;
+      labels?: Record<string, string> | undefined;
+      placement?: Placement | undefined;
+    });
+
+/** A cluster request's members, one per VM, in naming order (`<role>-<n>`). */
+export function expand(body: Members): Member[] {
   if ("members" in body) {
-    return body.members.flatMap(({ count, role, labels, ...spec }) =>
+    return body.members.flatMap(({ count, role, labels, placement, ...spec }) =>
       Array.from({ length: count }, () => ({
         role: role ?? "node",
         spec,
         labels: { ...(body.labels ?? {}), ...(labels ?? {}) },
+        ...(placement ? { placement } : {}),
       })),
     );
   }
-  const { count, name: _n, site: _s, labels, ...spec } = body;
-  return Array.from({ length: count }, () => ({ role: "node", spec, labels: labels ?? {} }));
+  const { count, labels, placement } = body;
+  const spec = specOf(body);
+  return Array.from({ length: count }, () => ({
+    role: "node",
+    spec,
+    labels: labels ?? {},
+    ...(placement ? { placement } : {}),
+  }));
+}
+
+/** The spec's own fields of a request that has others too (name, site, policy, placement). */
+export function specOf(body: VmSpec): VmSpec {
+  return Object.fromEntries(Object.entries(body).filter(([k]) => Object.hasOwn(VmSpec.shape, k))) as VmSpec;
+}
+
+/** Refuses (400) a policy the site does not define, built-in or configured. */
+export function checkPolicyName(deps: Deps, name: string | undefined): void {
+  if (name !== undefined && !sitePolicies(deps.plugins.config).has(name))
+    throw new ValidationError(`unknown scheduler policy ${name}`, {
+      known: [...sitePolicies(deps.plugins.config).policies.keys()],
+    });
 }
 
 export async function createCluster(
@@ -46,6 +84,7 @@ export async function createCluster(
   const members = expand(body);
   if (members.length > MAX_CLUSTER_VMS)
     throw new ValidationError(`a cluster holds at most ${MAX_CLUSTER_VMS} VMs per request`);
+  checkPolicyName(deps, body.policy);
   const site = body.site ?? deps.config.defaultSite;
   return idempotent(deps, ctx.idempotency, async (record) => {
     const cluster: ClusterItem = {
@@ -56,6 +95,7 @@ export async function createCluster(
       owner: ctx.principal.subject,
       site,
       vmIds: [],
+      ...(body.policy ? { policy: body.policy } : {}),
       createdAt: deps.now().toISOString(),
     };
     const perRole = new Map<string, number>();
@@ -75,9 +115,21 @@ export async function createCluster(
         args: {},
         create: { name, clusterId: cluster.id },
       });
-      made.push(newVmItems(deps, ctx, { name, site, spec, labels: m.labels, clusterId: cluster.id, args }));
+      made.push(
+        newVmItems(deps, ctx, {
+          name,
+          site,
+          spec,
+          labels: m.labels,
+          placement: m.placement,
+          clusterId: cluster.id,
+          args,
+        }),
+      );
     }
     cluster.vmIds = made.map((m) => m.vm.id);
+    // The members' first starts are placed together by whichever scheduler handles one first.
+    cluster.gang = { status: "pending", ops: Object.fromEntries(made.map((m) => [m.vm.id, m.op.id])) };
     const response = {
       status: 202,
       body: {

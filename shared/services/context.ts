@@ -30,6 +30,13 @@ export type Deps = {
     driftPolicy: "adopt" | "error";
     /** A host whose agent has not reported it reachable for this long is marked `down`. */
     hostDownAfterSeconds: number;
+    /**
+     * What confirms a fence before an evacuation restarts anything: `agent`, the agent's report that
+     * the host's fence action succeeded; `agent+admin`, that report and then an admin's confirmation.
+     */
+    evacuateConfirm: "agent" | "agent+admin";
+    /** How long the agent has to fence a host and report it (the fence task's deadline). */
+    fenceTimeoutSeconds: number;
   };
 };
 
@@ -39,4 +46,6 @@ export const DEFAULT_SERVICE_CONFIG = {
   deadlineGraceSeconds: 30,
   driftPolicy: "error",
   hostDownAfterSeconds: 120,
+  evacuateConfirm: "agent+admin",
+  fenceTimeoutSeconds: 300,
 } as const satisfies Partial<Deps["config"]>;

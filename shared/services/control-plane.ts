@@ -51,6 +51,8 @@ export async function createControlPlane(
       idempotencyTtlSeconds: env.USHER_IDEMPOTENCY_TTL_SECONDS,
       driftPolicy: env.USHER_DRIFT_POLICY,
       hostDownAfterSeconds: env.USHER_HOST_DOWN_AFTER_SECONDS,
+      evacuateConfirm: env.USHER_EVACUATE_CONFIRM,
+      fenceTimeoutSeconds: env.USHER_FENCE_TIMEOUT_SECONDS,
     },
   };
   const verifyToken = createTokenVerifier({

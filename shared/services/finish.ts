@@ -178,6 +178,9 @@ export async function finishOperation(
         ...(outcome.ok ? {} : { error: outcome.error }),
         released: released.map((c) => c.hostId),
         ...(stateChange ? { state: stateChange } : {}),
+        // The address may be released in this very transaction (destroy, delete): plugins that act
+        // on it afterwards (DNS) find it here.
+        ...(vm?.network ? { vm: { name: vm.name, site: vm.site, network: vm.network } } : {}),
       },
     }),
   );

@@ -129,6 +129,8 @@ export async function patchHost(
   for (let attempt = 0; attempt < 10; attempt++) {
     const host = await getHostItem(deps, id);
     if (!host) throw new NotFoundError("host", id);
+    const newState = patch.state && patch.state !== host.state ? patch.state : undefined;
+    if (newState) checkManualStateChange(host);
     const capacity = patch.capacity ?? host.capacity;
     const ratios = { ...host.ratios, ...(patch.ratios ?? {}) };
     const limits = limitsOf(capacity, ratios);
@@ -167,8 +169,16 @@ export async function patchHost(
           Update: updateOf(
             deps.db.table,
             keys.host(id),
-            { set },
-            { expr: "#ver = :v", names: { "#ver": "version" }, values: { ":v": host.version } },
+            // A state set by hand ends a drain or a finished evacuation (the events keep their history).
+            { set, remove: newState ? ["drain", "evacuation"] : [] },
+            // With a new state, also from the state read (maintenance moves state without a version).
+            newState
+              ? {
+                  expr: "#ver = :v AND #state = :from",
+                  names: { "#ver": "version", "#state": "state" },
+                  values: { ":v": host.version, ":from": host.state },
+                }
+              : { expr: "#ver = :v", names: { "#ver": "version" }, values: { ":v": host.version } },
           ),
         },
         eventItem(deps, {
@@ -187,4 +197,21 @@ export async function patchHost(
     }
   }
   throw new ConflictError(ErrorCode.conflict, `host ${id} is changing too often; try again`);
+}
+
+/**
+ * Refuses an admin's state change (enable, PATCH state) that would cut a fence or an evacuation
+ * short: the fence's outcome must be recorded, and restarts must not race a host coming back.
+ */
+export function checkManualStateChange(host: HostItem): void {
+  const ev = host.evacuation?.status;
+  if (host.state === "fencing" || (host.state === "fenced" && ev === "evacuating")) {
+    throw new ConflictError(
+      ErrorCode.invalidState,
+      host.state === "fencing"
+        ? `host ${host.id} is being fenced; wait for the fence's outcome`
+        : `host ${host.id} is being evacuated; wait until its VMs are moved`,
+      { details: { state: host.state, evacuation: ev ?? null } },
+    );
+  }
 }

@@ -1,15 +1,19 @@
-/** Placement with a claim: rank the site's hosts, then claim the best with a conditional transaction. */
+/**
+ * Placement with a claim: the policy's pipeline chooses a host over a snapshot of the site, then a
+ * conditional transaction claims it. The decision is pure and fast; the claim is what makes it true.
+ */
 import type { HypervisorKind } from "../contracts/common.ts";
 import { ErrorCode, UsherError } from "../errors.ts";
 import { contributionVerdict, joinContributions, vmChanges } from "../plugins/contributions.ts";
-import { type Demand, explain, type HostSnapshot, rank } from "../scheduler/placement.ts";
-import { transact, updateOf } from "../store/base.ts";
+import { explain, placeOne } from "../scheduler/pipeline.ts";
+import { getItem, transact, updateOf } from "../store/base.ts";
 import { failedConditions, isTransactionConflict } from "../store/errors.ts";
-import type { ClaimItem, HostItem, OpItem, VmItem } from "../store/items.ts";
+import type { ClaimItem, ClusterItem, HostItem, OpItem, VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import { claimItems } from "./capacity.ts";
 import type { Deps } from "./context.ts";
-import { getHostItem, siteHosts } from "./hosts.ts";
+import { getHostItem } from "./hosts.ts";
+import { demandOf, loadSnapshot, policyFor, refreshHost } from "./site-snapshot.ts";
 import { getVmItem } from "./vms.ts";
 
 const MAX_ATTEMPTS = 25;
@@ -23,30 +27,40 @@ export type PlaceOptions = {
   exclude?: string | undefined;
   /** Only hosts of this hypervisor kind (a migration stays on the source's kind). */
   kind?: HypervisorKind | undefined;
+  /** The VM's cluster, when the caller has read it already (its policy applies). */
+  cluster?: ClusterItem | undefined;
 };
 
 /**
- * Claims capacity for `vm` on the best host of its site and records it on the VM, atomically.
- * A stale snapshot shows up as a failed condition: that host is re-read and ranking runs again, so
- * concurrent schedulers never over-commit and only fail with `no_capacity` when nothing fits.
+ * Claims capacity for `vm` on the best host of its site, under the policy for its cluster or project,
+ * and records it on the VM, atomically. A stale snapshot shows up as a failed condition: that host is
+ * re-read into the snapshot and the pipeline runs again, so concurrent schedulers never over-commit
+ * and only fail with `no_capacity` (saying, per filter, how many hosts it rejected and why) when
+ * nothing fits.
+ *
+ * Hard constraints on other hosts (affinity, same host) see only the hosts `only` and `exclude` leave:
+ * a migration moves one member of a hard-affinity group away from it, which is what was asked.
  */
 export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptions): Promise<HostItem> {
-  const demand: Demand = {
-    vcpus: vm.spec.vcpus,
-    memoryMiB: vm.spec.memoryMiB,
-    devices: vm.spec.devices ?? {},
-    hypervisor: opts.kind ?? vm.spec.hypervisor,
-  };
-  let hosts: HostItem[] = await siteHosts(deps, vm.site);
-  if (opts.only) hosts = hosts.filter((h) => h.id === opts.only);
-  const exclude = opts.exclude ? new Set([opts.exclude]) : undefined;
+  const demand = demandOf(vm, opts.kind ?? vm.spec.hypervisor);
+  const cluster =
+    opts.cluster ??
+    (vm.clusterId ? await getItem<ClusterItem>(deps.db, keys.cluster(vm.clusterId)) : undefined);
+  const { name, policy, registry } = policyFor(deps, { cluster: cluster?.policy, project: vm.project });
+  const keep = (h: HostItem) => (!opts.only || h.id === opts.only) && h.id !== opts.exclude;
+  const site = await loadSnapshot(deps, vm.site, {
+    project: vm.project,
+    demands: [demand],
+    except: new Set([vm.id]),
+    keep,
+  });
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const placement = rank(hosts as HostSnapshot[], demand, exclude);
-    const best = placement.candidates[0] as HostItem | undefined;
+    const result = placeOne(site.snapshot, demand, policy, registry);
+    const best = result.hostId === undefined ? undefined : site.hosts.get(result.hostId);
     if (!best) {
       const where = opts.only ? ` (target host ${opts.only} in site ${vm.site})` : ` in site ${vm.site}`;
-      throw new UsherError(ErrorCode.noCapacity, `${explain(placement)}${where}`, {
-        details: { considered: placement.considered, rejections: placement.rejections },
+      throw new UsherError(ErrorCode.noCapacity, `${explain(result)}${where}`, {
+        details: { considered: result.considered, rejections: result.rejections, policy: name },
       });
     }
     const claim: ClaimItem = {
@@ -107,9 +121,8 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
         throw err;
       }
       if (failed.includes(0) || isTransactionConflict(err)) {
-        // Our snapshot of this host was stale: refresh it and rank again.
-        const fresh = await getHostItem(deps, best.id);
-        hosts = hosts.flatMap((h) => (h.id !== best.id ? [h] : fresh ? [fresh] : []));
+        // Our snapshot of this host was stale: refresh it and decide again.
+        await refreshHost(deps, vm.site, site, best.id, keep);
         if (isTransactionConflict(err)) await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
         continue;
       }

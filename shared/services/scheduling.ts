@@ -13,6 +13,7 @@ import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
 import { eventItem } from "./events.ts";
 import { finishOperation } from "./finish.ts";
+import { getClusterItem, isGangStart, placeGangMember } from "./gang.ts";
 import { getHostItem } from "./hosts.ts";
 import { canStart, LIFECYCLE } from "./lifecycle.ts";
 import { getOpItem, isTerminal } from "./operations.ts";
@@ -91,10 +92,16 @@ async function route(deps: Deps, op: OpItem, vm: VmItem): Promise<void> {
   }
   const only = typeof op.args.targetHostId === "string" ? op.args.targetHostId : undefined;
   if (op.action === "start") {
-    const host = vm.hostId
-      ? await getHostItem(deps, vm.hostId)
-      : await place(deps, vm, op, { field: "hostId", only });
-    return dispatch(deps, op, vm, required(host, vm.hostId));
+    if (vm.hostId) return dispatch(deps, op, vm, required(await getHostItem(deps, vm.hostId), vm.hostId));
+    const cluster = vm.clusterId ? await getClusterItem(deps, vm.clusterId) : undefined;
+    if (isGangStart(cluster, vm, op)) {
+      // A cluster's members are placed together, all or none, by whichever of their starts comes first.
+      const placed = await placeGangMember(deps, cluster, vm, op);
+      return dispatch(deps, op, placed.vm, placed.host);
+    }
+    const host = await place(deps, vm, op, { field: "hostId", only, cluster });
+    // Read again: resource plugins set fields (the address) the command carries.
+    return dispatch(deps, op, (await getVmItem(deps, vm.id)) ?? vm, host);
   }
   if (!vm.hostId) {
     if (op.action === "destroy" || op.action === "delete") {

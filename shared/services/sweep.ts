@@ -4,6 +4,7 @@
  * operations past their deadline with `deadline_exceeded`.
  */
 
+import type { HostState } from "../contracts/common.ts";
 import { ErrorCode } from "../errors.ts";
 import { queryAll, transact, updateOf } from "../store/base.ts";
 import { failedConditions } from "../store/errors.ts";
@@ -13,6 +14,7 @@ import type { Deps } from "./context.ts";
 import { eventItem } from "./events.ts";
 import { finishOperation } from "./finish.ts";
 import { getHostItem } from "./hosts.ts";
+import { type MaintenanceReport, sweepMaintenance } from "./maintenance.ts";
 import { enqueueOps, getOpItem } from "./operations.ts";
 import { dispatch } from "./scheduling.ts";
 import { getVmItem } from "./vms.ts";
@@ -23,6 +25,8 @@ export type SweepReport = {
   redispatched: number;
   expired: number;
   hostsDown: number;
+  /** Drains finished, fences timed out, evacuations carried on (see maintenance.ts). */
+  maintenance: MaintenanceReport;
 };
 
 export async function sweep(deps: Deps): Promise<SweepReport> {
@@ -38,6 +42,7 @@ export async function sweep(deps: Deps): Promise<SweepReport> {
     redispatched: 0,
     expired: 0,
     hostsDown: await markSilentHostsDown(deps),
+    maintenance: { drained: 0, fenceTimeouts: 0, evacuating: 0 },
   };
   const age = (op: OpItem) => (now - Date.parse(op.updatedAt)) / 1000;
   const firstPerVm = new Map<string, OpItem>();
@@ -89,9 +94,19 @@ export async function sweep(deps: Deps): Promise<SweepReport> {
   }
   await enqueueOps(deps, resend);
   report.resent = resend.length;
+  report.maintenance = await sweepMaintenance(deps);
   // Time-driven site policy (lease expiry, say): each plugin's failure is logged, never stops the sweep.
   await deps.plugins.sweep(deps);
-  if (report.resent || report.redispatched || report.expired || report.hostsDown)
+  const { drained, fenceTimeouts, evacuating } = report.maintenance;
+  if (
+    report.resent ||
+    report.redispatched ||
+    report.expired ||
+    report.hostsDown ||
+    drained ||
+    fenceTimeouts ||
+    evacuating
+  )
     deps.log.info("sweep", report);
   return report;
 }
@@ -114,6 +129,8 @@ async function redispatch(deps: Deps, listed: OpItem): Promise<void> {
   await dispatch(deps, { ...op, attempts: op.attempts + 1 }, vm, host, target);
 }
 
+const SILENT_STATES: readonly HostState[] = ["down", "fencing", "fenced"];
+
 /** Marks `down` every host whose agent has not reported it reachable within `hostDownAfterSeconds`. */
 async function markSilentHostsDown(deps: Deps): Promise<number> {
   const now = deps.now();
@@ -126,7 +143,8 @@ async function markSilentHostsDown(deps: Deps): Promise<number> {
   let marked = 0;
   for (const host of hosts) {
     const seen = host.lastHeartbeatAt ?? host.createdAt;
-    if (host.state === "down" || Date.parse(seen) > cutoff) continue;
+    // Being fenced or fenced: silent on purpose (powered off), and out of placement already.
+    if (SILENT_STATES.includes(host.state) || Date.parse(seen) > cutoff) continue;
     try {
       await transact(deps.db, [
         {

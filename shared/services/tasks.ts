@@ -7,6 +7,7 @@ import { newId } from "../ids.ts";
 import { signTask } from "../signing/envelopes.ts";
 import { transact } from "../store/base.ts";
 import type { Deps } from "./context.ts";
+import { recordFenceResult } from "./evacuate.ts";
 import { eventItem } from "./events.ts";
 
 /** Default life of a task: the agent refuses it after this (a stale fence or DNS update is dangerous). */
@@ -58,9 +59,8 @@ async function recordPluginResult(deps: Deps, site: string, r: TaskResult): Prom
 
 const TASK_RESULTS: Record<TaskResult["kind"], TaskResultHandler> = {
   plugin: recordPluginResult,
-  fence: async (deps, site, r) => {
-    deps.log.warn("fence report with no handler yet", { site, taskId: r.taskId });
-  },
+  // A fence's outcome moves its host's evacuation on (or back to down); see evacuate.ts.
+  fence: (deps, site, r) => recordFenceResult(deps, site, r),
 };
 
 export async function recordTaskResult(deps: Deps, site: string, r: TaskResult): Promise<void> {

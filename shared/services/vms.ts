@@ -40,6 +40,8 @@ export function newVmItems(
     spec: VmItem["spec"];
     labels?: VmItem["labels"] | undefined;
     clusterId?: string;
+    /** Placement constraints, kept apart from the spec (which agents receive). */
+    placement?: VmItem["placement"] | undefined;
     /** The start operation's arguments (as request plugins left them). */
     args?: Record<string, unknown>;
   },
@@ -55,6 +57,7 @@ export function newVmItems(
     site: input.site,
     spec: input.spec,
     labels: input.labels ?? {},
+    ...(input.placement ? { placement: input.placement } : {}),
     state: "pending",
     opSeq: 1,
     doneSeq: 0,
@@ -99,7 +102,8 @@ export function newVmItems(
 
 /** `POST /v1/vms`: records the VM and its start operation in one transaction, then enqueues it. */
 export async function createVm(deps: Deps, ctx: RequestContext, body: CreateVm): Promise<StoredResponse> {
-  const { name, labels, site: askedSite, ...asked } = body;
+  // A lease is asked for, not part of the VM: it travels to the leases plugin as the start's argument.
+  const { name, labels, site: askedSite, leaseSeconds, placement, ...asked } = body;
   const site = askedSite ?? deps.config.defaultSite;
   return idempotent(deps, ctx.idempotency, async (record) => {
     // Site policy first: a veto or a failing policy plugin refuses the request before anything is written.
@@ -110,10 +114,10 @@ export async function createVm(deps: Deps, ctx: RequestContext, body: CreateVm):
       project: ctx.principal.project,
       site,
       spec: asked,
-      args: {},
+      args: leaseSeconds === undefined ? {} : { leaseSeconds },
       create: { name },
     });
-    const { vm, op, items } = newVmItems(deps, ctx, { name, site, spec, labels, args });
+    const { vm, op, items } = newVmItems(deps, ctx, { name, site, spec, labels, placement, args });
     const response = { status: 202, body: { vm: vmView(vm), operation: opView(op) } };
     const event = eventItem(deps, {
       subjectPk: keys.vm(vm.id).pk,

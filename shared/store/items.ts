@@ -15,8 +15,8 @@ import type {
   VmNetwork,
   VmState,
 } from "../contracts/common.ts";
-import type { AllocationRatios, Host, HostCapacity } from "../contracts/host.ts";
-import type { Operation, Vm, VmSpec } from "../contracts/vm.ts";
+import type { AllocationRatios, EvacuationStatus, Host, HostCapacity } from "../contracts/host.ts";
+import type { Operation, Placement, Vm, VmSpec } from "../contracts/vm.ts";
 
 export type VmItem = {
   type: "vm";
@@ -31,10 +31,14 @@ export type VmItem = {
   state: VmState;
   /** Host holding this VM's capacity claim; absent when it holds none. */
   hostId?: string;
+  /** Placement constraints as asked (group names unscoped; the scheduler scopes them by project). */
+  placement?: Placement;
   /** During a migration: the host holding the second claim. */
   migrationHostId?: string;
   /** Address and VLAN from the IP manager plugin, while the VM holds a home host. */
   network?: VmNetwork;
+  /** Expiry of the VM's lease (leases plugin; the lease item is `LEASE#<vmId>`), while it has one. */
+  leaseExpiresAt?: string;
   /** Sequence number of the last operation submitted for this VM. */
   opSeq: number;
   /** Sequence number of the last operation that finished; operation `doneSeq + 1` may run. */
@@ -89,9 +93,64 @@ export type HostItem = {
   /** While `down`: the state to restore when the host reports again. */
   stateBeforeDown?: HostState;
   lastHeartbeatAt?: string;
+  /** The latest drain (shared/services/drain.ts). */
+  drain?: DrainRecord;
+  /** The latest evacuation (shared/services/evacuate.ts). */
+  evacuation?: EvacuationRecord;
   version: number;
   createdAt: string;
   updatedAt: string;
+};
+
+export type DrainRecord = {
+  /** Names this drain's per-VM items (`DRAIN#<id>#<vmId>` in the host's partition). */
+  id: string;
+  requestId: string;
+  requestedBy: string;
+  requestedAt: string;
+  finishedAt?: string;
+};
+
+/** What a drain did about one VM: the migration it submitted (the latest), or why it could not. */
+export type DrainVmItem = {
+  type: "drain_vm";
+  hostId: string;
+  drainId: string;
+  vmId: string;
+  opId?: string;
+  refused?: ErrorInfo;
+  updatedAt: string;
+};
+
+/** What an evacuation did about one VM, written with the release of its claim. */
+export type EvacuatedVmItem = {
+  type: "evacuated_vm";
+  hostId: string;
+  /** The evacuation's fence task id. */
+  taskId: string;
+  vmId: string;
+  restartOpId?: string;
+  failedOpId?: string;
+  note: string;
+  at: string;
+};
+
+export type EvacuationRecord = {
+  status: EvacuationStatus;
+  requestId: string;
+  requestedBy: string;
+  requestedAt: string;
+  /** The fence task; only its report counts. */
+  taskId: string;
+  /** After this (plus the deadline grace) without a report, the fence has failed. */
+  fenceDeadline: string;
+  fencedAt?: string;
+  /** What the agent reported doing. */
+  fence?: Record<string, unknown>;
+  confirmedBy?: string;
+  confirmedAt?: string;
+  finishedAt?: string;
+  error?: ErrorInfo;
 };
 
 export type ClaimItem = {
@@ -113,7 +172,21 @@ export type ClusterItem = {
   owner: string;
   site: string;
   vmIds: string[];
+  /** The scheduler policy asked for at creation; the project's (or the site's default) when absent. */
+  policy?: string;
+  /** The members' placement together, all or none (absent on clusters made before gangs). */
+  gang?: GangRecord;
   createdAt: string;
+};
+
+/** A cluster's gang placement: pending until one scheduler decides it, once, for every member. */
+export type GangRecord = {
+  status: "pending" | "placed" | "failed";
+  /** Each member's first start operation (by VM id): those are the starts the gang decides. */
+  ops: Record<string, string>;
+  /** Why no member was placed (`failed`): every member's first start fails with it. */
+  error?: ErrorInfo;
+  decidedAt?: string;
 };
 
 export function vmView(item: VmItem): Vm {
@@ -128,6 +201,9 @@ export function vmView(item: VmItem): Vm {
     labels: item.labels ?? {},
     state: item.state,
     hostId: item.hostId ?? null,
+    placement: item.placement ?? null,
+    network: item.network ?? null,
+    leaseExpiresAt: item.leaseExpiresAt ?? null,
     version: item.version,
     createdAt: item.createdAt,
     updatedAt: item.updatedAt,
@@ -191,6 +267,8 @@ export function clusterView(item: ClusterItem): Cluster {
     owner: item.owner,
     site: item.site,
     vmIds: item.vmIds,
+    policy: item.policy ?? null,
+    gang: item.gang ? { status: item.gang.status, error: item.gang.error ?? null } : null,
     createdAt: item.createdAt,
   };
 }

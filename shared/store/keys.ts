@@ -10,6 +10,16 @@ export const keys = {
   hostIndex: (site: string, id: string) => ({ gsi1pk: "HOSTS", gsi1sk: `${site}#${id}` }),
   /** A capacity claim: one per VM per host, in the host's partition. */
   claim: (hostId: string, vmId: string) => ({ pk: `HOST#${hostId}`, sk: `CLAIM#${vmId}` }),
+  /** What a drain did about one VM, in the host's partition. */
+  drainVm: (hostId: string, drainId: string, vmId: string) => ({
+    pk: `HOST#${hostId}`,
+    sk: `DRAIN#${drainId}#${vmId}`,
+  }),
+  /** What an evacuation (named by its fence task) did about one VM, in the host's partition. */
+  evacuatedVm: (hostId: string, taskId: string, vmId: string) => ({
+    pk: `HOST#${hostId}`,
+    sk: `EVAC#${taskId}#${vmId}`,
+  }),
 
   vm: (id: string) => ({ pk: `VM#${id}`, sk: "VM" }),
   vmIndex: (project: string, id: string) => ({ gsi1pk: `PROJ#${project}#VM`, gsi1sk: id }),

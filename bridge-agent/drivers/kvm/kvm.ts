@@ -25,7 +25,7 @@ import { type Status, VirshHost } from "./host.ts";
 import { collectInventory } from "./inventory.ts";
 import { defaultMigrationUris, migrateDomain } from "./migrate.ts";
 import { assertOpId, assertVmId, isVmId } from "./validate.ts";
-import { buildDomainXml, type DomainInfo, domainUuid, type NicSpec } from "./xml.ts";
+import { addressedNics, buildDomainXml, type DomainInfo, domainUuid, type NicSpec } from "./xml.ts";
 
 export { DEFAULT_IMAGES_DIR } from "./disks.ts";
 export { defaultMigrationUris } from "./migrate.ts";
@@ -41,7 +41,10 @@ export type KvmDriverConfig = {
   domainType?: "kvm" | "qemu";
   /** Base images are `<imagesDir>/<image>.qcow2`; overlays go to `<imagesDir>/overlays/`. */
   imagesDir?: string;
-  /** Bridges every domain is attached to (none by default: the guest has no NIC). */
+  /**
+   * Bridges every domain is attached to (none by default: the guest has no NIC). The first carries the
+   * VM's address from the IP manager, when it has one: MAC from the address, the range's VLAN tag.
+   */
   nics?: NicSpec[];
   /** Runners of the other KVM hosts, by host id: a migration looks there for the domain. */
   peers?: (hostId: string) => CommandRunner | undefined;
@@ -99,6 +102,8 @@ export class KvmDriver implements HypervisorDriver {
       let d = await this.host.find(req.vmId, signal);
       let fresh = false;
       if (!d) {
+        // Before anything is made on the host: a VM with an address needs a bridge for it.
+        const nics = addressedNics(this.hostId, this.cfg.nics, req.network);
         await this.host.ensureMemory(spec.memoryMiB, signal);
         const disk = spec.image
           ? { overlayPath: this.images.overlayPath(req.vmId), image: spec.image }
@@ -112,7 +117,8 @@ export class KvmDriver implements HypervisorDriver {
           spec,
           domainType: this.cfg.domainType ?? "kvm",
           ...(disk ? { disk } : {}),
-          ...(this.cfg.nics ? { nics: this.cfg.nics } : {}),
+          ...(nics.length ? { nics } : {}),
+          ...(req.network ? { network: req.network } : {}),
         });
         const r = await this.host.exec(cmd.define(this.host.uri), { stdin: xml, signal });
         // "already exists": another start defined it meanwhile; it is found below either way.

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  addressedNics,
   buildDomainXml,
   type DomainXmlInput,
   domainName,
@@ -61,6 +62,57 @@ describe("buildDomainXml", () => {
     );
     expect(xml).toContain(
       `<interface type="bridge"><source bridge="ovsbr0"/><mac address="52:54:00:12:34:56"/>` +
+        `<vlan><tag id="42"/></vlan><virtualport type="openvswitch"/><model type="virtio"/></interface>`,
+    );
+  });
+
+  it("records the VM's address in Usher's metadata and reads it back", () => {
+    const network = { range: "net-a", address: "10.1.0.7", prefixLength: 24, gateway: "10.1.0.1", vlan: 42 };
+    const xml = buildDomainXml({ ...base, network });
+    expect(xml).toContain("<usher:range>net-a</usher:range>");
+    expect(xml).toContain("<usher:address>10.1.0.7/24</usher:address>");
+    expect(xml).toContain("<usher:gateway>10.1.0.1</usher:gateway>");
+    expect(xml).toContain("<usher:vlan>42</usher:vlan>");
+    expect(parseDomainXml(xml).usher?.network).toEqual(network);
+    const plain = { range: "r", address: "192.168.0.9", prefixLength: 16 };
+    expect(parseUsherMetadata(buildDomainXml({ ...base, network: plain }))?.network).toEqual(plain);
+    expect(parseUsherMetadata(buildDomainXml(base))).not.toHaveProperty("network");
+    for (const bad of [
+      { ...plain, address: "10.0.0.256" },
+      { ...plain, gateway: "x" },
+      { ...plain, vlan: 0 },
+    ])
+      expect(() => buildDomainXml({ ...base, network: bad }), JSON.stringify(bad)).toThrow(
+        expect.objectContaining(invalid),
+      );
+  });
+
+  it("puts the address on the first NIC: MAC from the address, the range's VLAN (else the bridge's)", () => {
+    const nics = [{ bridge: "ovsbr0", vlan: 7 }, { bridge: "br1" }];
+    const tagged = { range: "net-a", address: "10.1.0.7", prefixLength: 24, vlan: 42 };
+    expect(addressedNics("h1", nics, tagged)).toEqual([
+      { bridge: "ovsbr0", mac: "02:00:0a:01:00:07", vlan: 42 },
+      { bridge: "br1" },
+    ]);
+    const untagged = { range: "r", address: "192.168.255.1", prefixLength: 16 };
+    expect(addressedNics("h1", nics, untagged)[0]).toEqual({
+      bridge: "ovsbr0",
+      mac: "02:00:c0:a8:ff:01",
+      vlan: 7,
+    });
+    expect(addressedNics("h1", [{ bridge: "br0" }], untagged)).toEqual([
+      { bridge: "br0", mac: "02:00:c0:a8:ff:01" },
+    ]);
+    expect(addressedNics("h1", nics, undefined)).toEqual(nics);
+    expect(() => addressedNics("h1", undefined, tagged)).toThrow(
+      expect.objectContaining({
+        code: "not_supported",
+        message: expect.stringMatching(/host h1 has no bridge/),
+      }),
+    );
+    const xml = buildDomainXml({ ...base, nics: addressedNics("h1", nics, tagged), network: tagged });
+    expect(xml).toContain(
+      `<interface type="bridge"><source bridge="ovsbr0"/><mac address="02:00:0a:01:00:07"/>` +
         `<vlan><tag id="42"/></vlan><virtualport type="openvswitch"/><model type="virtio"/></interface>`,
     );
   });

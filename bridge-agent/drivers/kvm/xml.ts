@@ -6,7 +6,9 @@
  * a few fields of libvirt's own, regular output (no XML library in the agent's dependencies).
  */
 import { createHash } from "node:crypto";
-import type { VmSpec } from "../../../shared/contracts/index.ts";
+import type { VmNetwork, VmSpec } from "../../../shared/contracts/index.ts";
+import { DriverError, DriverErrorCode } from "../errors.ts";
+import { isIpv4, macForAddress } from "../nic.ts";
 import { check } from "./errors.ts";
 import {
   assertAbsPath,
@@ -63,7 +65,33 @@ export type DomainXmlInput = {
   /** A qcow2 overlay over the VM's base image (named in metadata); diskless when absent. */
   disk?: { overlayPath: string; image?: string };
   nics?: NicSpec[];
+  /** The VM's address (IP manager), recorded in Usher's metadata; `addressedNics` puts it on the NIC. */
+  network?: VmNetwork;
 };
+
+/**
+ * The host's NICs for a VM with an address: the first (primary) NIC carries it, with the MAC derived
+ * from the address and the range's VLAN tag (else the NIC's own); the others stay as configured. A host
+ * without any bridge cannot give the VM its address: refused rather than started unreachable.
+ */
+export function addressedNics(
+  hostId: string,
+  nics: readonly NicSpec[] | undefined,
+  network?: VmNetwork,
+): NicSpec[] {
+  if (!network) return [...(nics ?? [])];
+  const [primary, ...rest] = nics ?? [];
+  if (!primary)
+    throw new DriverError(
+      DriverErrorCode.notSupported,
+      `host ${hostId} has no bridge for the NIC of address ${network.address} (kvm.nics in the agent config)`,
+    );
+  const vlan = network.vlan ?? primary.vlan;
+  return [
+    { bridge: primary.bridge, mac: macForAddress(network.address), ...(vlan !== undefined ? { vlan } : {}) },
+    ...rest,
+  ];
+}
 
 /** XML-escapes text; characters XML 1.0 cannot carry at all become U+FFFD. */
 export function xmlEscape(text: string): string {
@@ -113,6 +141,7 @@ export function buildDomainXml(input: DomainXmlInput): string {
     ...(input.disk?.image !== undefined
       ? [`      <usher:image>${assertFileName(input.disk.image, "image name")}</usher:image>`]
       : []),
+    ...(input.network ? networkXml(input.network) : []),
     "    </usher:vm>",
     "  </metadata>",
     `  <memory unit="MiB">${memoryMiB}</memory>`,
@@ -129,6 +158,24 @@ export function buildDomainXml(input: DomainXmlInput): string {
     "</domain>",
     "",
   ].join("\n");
+}
+
+/** Usher's record of the VM's address: range (escaped), `address/prefix`, gateway and VLAN. */
+function networkXml(n: VmNetwork): string[] {
+  const quad = (a: string) => {
+    check(isIpv4(a), `not an IPv4 address: ${JSON.stringify(a)}`);
+    return a;
+  };
+  check(
+    Number.isInteger(n.prefixLength) && n.prefixLength >= 8 && n.prefixLength <= 30,
+    `bad prefix ${n.prefixLength}`,
+  );
+  return [
+    `      <usher:range>${xmlEscape(n.range)}</usher:range>`,
+    `      <usher:address>${quad(n.address)}/${n.prefixLength}</usher:address>`,
+    ...(n.gateway !== undefined ? [`      <usher:gateway>${quad(n.gateway)}</usher:gateway>`] : []),
+    ...(n.vlan !== undefined ? [`      <usher:vlan>${assertVlan(n.vlan)}</usher:vlan>`] : []),
+  ];
 }
 
 function diskXml(overlayPath: string): string[] {
@@ -150,7 +197,7 @@ function nicXml(nic: NicSpec): string[] {
 }
 
 /** Usher's metadata read back from a domain. */
-export type UsherMeta = { vmId: string; opId?: string; name?: string; image?: string };
+export type UsherMeta = { vmId: string; opId?: string; name?: string; image?: string; network?: VmNetwork };
 
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 const NS_BLOCK = new RegExp(
@@ -183,11 +230,29 @@ export function parseUsherMetadata(xml: string): UsherMeta | undefined {
   const opId = child("op");
   const name = child("name");
   const image = child("image");
+  const network = networkOf(child);
   return {
     vmId,
     ...(opId ? { opId } : {}),
     ...(name !== undefined ? { name } : {}),
     ...(image ? { image } : {}),
+    ...(network ? { network } : {}),
+  };
+}
+
+/** The address record of Usher's metadata; undefined when there is none (or it does not read). */
+function networkOf(child: (tag: string) => string | undefined): VmNetwork | undefined {
+  const range = child("range");
+  const cidr = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(child("address") ?? "");
+  if (range === undefined || !cidr) return undefined;
+  const gateway = child("gateway");
+  const vlan = child("vlan");
+  return {
+    range,
+    address: cidr[1] as string,
+    prefixLength: Number(cidr[2]),
+    ...(gateway ? { gateway } : {}),
+    ...(vlan ? { vlan: Number(vlan) } : {}),
   };
 }
 

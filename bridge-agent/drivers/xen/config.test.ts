@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  addressedVif,
   baseImagePath,
   buildXlConfig,
   domainName,
@@ -53,6 +54,30 @@ describe("xl domain config", () => {
     const vlan = buildXlConfig(input({ network: { bridge: "ovsbr0", vlan: 120, mac: "00:16:3e:0a:0b:0c" } }));
     expect(vlan).toContain('vif = [ "bridge=ovsbr0.120, mac=00:16:3e:0a:0b:0c, script=vif-openvswitch" ]');
     expect(macFor(UUID)).toMatch(/^00:16:3e:[0-7][0-9a-f](:[0-9a-f]{2}){2}$/);
+  });
+
+  it("gives a VM with an address a vif on the guest bridge with ip=, the address's MAC and the range's VLAN", () => {
+    const network = { range: "net-a", address: "10.1.0.7", prefixLength: 24, gateway: "10.1.0.1", vlan: 42 };
+    const vif = addressedVif("x1", { bridge: "ovsbr0", vlan: 7 }, network);
+    expect(vif).toEqual({ bridge: "ovsbr0", vlan: 42, mac: "02:00:0a:01:00:07", ip: "10.1.0.7" });
+    const text = buildXlConfig(input({ network: vif, vmNetwork: network }));
+    expect(text).toContain(
+      'vif = [ "bridge=ovsbr0.42, mac=02:00:0a:01:00:07, ip=10.1.0.7, script=vif-openvswitch" ]',
+    );
+    expect(parseConfigMeta(text)?.network).toEqual(network);
+    const untagged = { range: "r", address: "192.168.0.9", prefixLength: 16 };
+    expect(buildXlConfig(input({ network: addressedVif("x1", { bridge: "xenbr0" }, untagged) }))).toContain(
+      'vif = [ "bridge=xenbr0, mac=02:00:c0:a8:00:09, ip=192.168.0.9" ]',
+    );
+    expect(parseConfigMeta(buildXlConfig(input()))).not.toHaveProperty("network");
+    expect(() => addressedVif("x1", undefined, network)).toThrow(
+      expect.objectContaining({
+        code: "not_supported",
+        message: expect.stringMatching(/host x1 has no bridge/),
+      }),
+    );
+    expect(() => buildXlConfig(input({ network: { bridge: "br0", ip: "10.0.0.1 evil" } }))).toThrow(/ip/);
+    expect(() => buildXlConfig(input({ vmNetwork: { ...untagged, address: "nope" } }))).toThrow(/network/);
   });
 
   it("writes pvh guests with their kernel, and refuses pvh without one", () => {

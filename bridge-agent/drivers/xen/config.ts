@@ -7,7 +7,9 @@
  * name appears nowhere else.
  */
 import { z } from "zod";
-import type { VmSpec } from "../../../shared/contracts/index.ts";
+import { VmNetwork, type VmSpec } from "../../../shared/contracts/index.ts";
+import { DriverError, DriverErrorCode } from "../errors.ts";
+import { isIpv4, macForAddress } from "../nic.ts";
 import { UnsafeValueError } from "./errors.ts";
 
 /** Where the driver keeps configs, managed saves and disk images on a host unless told otherwise. */
@@ -93,6 +95,8 @@ export const XenMeta = z.object({
   vcpus: z.number().int().min(1),
   memoryMiB: z.number().int().min(1),
   image: z.string().regex(IMAGE).optional(),
+  /** The VM's address (IP manager) the vif was written with. */
+  network: VmNetwork.optional(),
 });
 export type XenMeta = z.infer<typeof XenMeta>;
 
@@ -120,8 +124,31 @@ export function parseConfigMeta(text: string): XenMeta | undefined {
 
 export type XenGuestType = "hvm" | "pvh";
 
-/** A network interface: the bridge to plug into; with `vlan`, an Open vSwitch bridge tags the port. */
-export type XenNetwork = { bridge: string; vlan?: number; mac?: string };
+/**
+ * A network interface: the bridge to plug into; with `vlan`, an Open vSwitch bridge tags the port; `ip`
+ * goes to the hotplug script (vif-route, vif-nat and antispoofing rules use it).
+ */
+export type XenNetwork = { bridge: string; vlan?: number; mac?: string; ip?: string };
+
+/**
+ * The vif of a VM with an address from the IP manager: the host's guest bridge, the MAC derived from
+ * the address, the range's VLAN tag (else the bridge's own) and `ip=`. A host without a guest bridge
+ * cannot give the VM its address: refused rather than started unreachable.
+ */
+export function addressedVif(hostId: string, base: XenNetwork | undefined, network: VmNetwork): XenNetwork {
+  if (!base)
+    throw new DriverError(
+      DriverErrorCode.notSupported,
+      `host ${hostId} has no bridge for the NIC of address ${network.address} (xen.network in the agent config)`,
+    );
+  const vlan = network.vlan ?? base.vlan;
+  return {
+    bridge: base.bridge,
+    mac: macForAddress(network.address),
+    ip: network.address,
+    ...(vlan !== undefined ? { vlan } : {}),
+  };
+}
 
 export type XlConfigInput = {
   vmId: string;
@@ -135,6 +162,8 @@ export type XlConfigInput = {
   /** PVH guests boot this kernel (e.g. a pvgrub image); HVM guests boot from their disk. */
   kernel?: string;
   network?: XenNetwork;
+  /** The VM's address (IP manager), recorded in the meta line; `addressedVif` makes its vif. */
+  vmNetwork?: VmNetwork;
 };
 
 /** An xl config string value: double-quoted, and refused when it has a quote, backslash or control byte. */
@@ -157,11 +186,18 @@ function vifSpec(network: XenNetwork, uuid: string): string {
   if (!BRIDGE.test(network.bridge)) refuse("bridge", network.bridge);
   const mac = network.mac ?? macFor(uuid);
   if (!MAC.test(mac)) refuse("mac", mac);
-  if (network.vlan === undefined) return `bridge=${network.bridge}, mac=${mac}`;
+  if (network.ip !== undefined && !isIpv4(network.ip)) refuse("ip", network.ip);
+  const ip = network.ip !== undefined ? `, ip=${network.ip}` : "";
+  if (network.vlan === undefined) return `bridge=${network.bridge}, mac=${mac}${ip}`;
   const vlan = Number.isSafeInteger(network.vlan) && network.vlan >= 1 && network.vlan <= 4094;
   if (!vlan) refuse("vlan", network.vlan);
   // vif-openvswitch reads `bridge=<bridge>.<tag>` as an access port with that VLAN tag.
-  return `bridge=${network.bridge}.${network.vlan}, mac=${mac}, script=vif-openvswitch`;
+  return `bridge=${network.bridge}.${network.vlan}, mac=${mac}${ip}, script=vif-openvswitch`;
+}
+
+function assertVmNetwork(n: VmNetwork): VmNetwork {
+  const parsed = VmNetwork.safeParse(n);
+  return parsed.success ? parsed.data : refuse("network", n);
 }
 
 /** The xl config of a VM. Throws `UnsafeValueError` for any value it will not write. */
@@ -181,6 +217,7 @@ export function buildXlConfig(input: XlConfigInput): string {
     vcpus,
     memoryMiB,
     ...(input.spec.image ? { image: input.spec.image } : {}),
+    ...(input.vmNetwork ? { network: assertVmNetwork(input.vmNetwork) } : {}),
   };
   const lines = [
     "# Usher-managed Xen domain, written by the bridge agent: do not edit.",

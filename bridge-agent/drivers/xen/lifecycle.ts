@@ -8,6 +8,7 @@ import type { OpOptions, StartRequest } from "../driver.ts";
 import { DriverError, DriverErrorCode as E } from "../errors.ts";
 import { fileCmd, xl } from "./commands.ts";
 import {
+  addressedVif,
   baseImagePath,
   buildXlConfig,
   parseConfigMeta,
@@ -31,6 +32,8 @@ export async function define(
   opts: OpOptions,
 ): Promise<XenMeta> {
   const { image } = req.spec;
+  // Before anything is made on the host: a VM with an address needs a bridge for it.
+  const network = req.network ? addressedVif(host.hostId, def.network, req.network) : def.network;
   const p = host.paths(req.vmId);
   const base = image ? baseImagePath(host.stateDir, image) : undefined;
   if (base && !(await host.existing([base], opts)).has(base)) {
@@ -49,6 +52,8 @@ export async function define(
     spec: req.spec,
     stateDir: host.stateDir,
     ...def,
+    ...(network ? { network } : {}),
+    ...(req.network ? { vmNetwork: req.network } : {}),
   });
   await host.writeFile(p.cfg, p.cfgTmp, text, opts);
   return parseConfigMeta(text) as XenMeta;

@@ -4,7 +4,14 @@ import { isOperator } from "../../../shared/auth/principal.ts";
 import { CreateHost, Host, HostList, PatchHost } from "../../../shared/contracts/host.ts";
 import { ErrorCode, UsherError } from "../../../shared/errors.ts";
 import type { Deps } from "../../../shared/services/context.ts";
-import { createHost, getHost, listHosts, patchHost } from "../../../shared/services/hosts.ts";
+import { createHost, listHosts, patchHost } from "../../../shared/services/hosts.ts";
+import {
+  enableHost,
+  getHostDetail,
+  requestDrain,
+  requestEvacuation,
+  requestEvacuationConfirm,
+} from "../../../shared/services/maintenance.ts";
 import { adminOnly } from "../middleware/auth.ts";
 import { idempotencyOf } from "../middleware/idempotency.ts";
 import { body, errors, IdParam, json, PageQuery, router, security, send } from "./common.ts";
@@ -40,17 +47,66 @@ export function hostRoutes(deps: Deps) {
       path: "/hosts/{id}",
       tags,
       security,
-      summary: "Get a host",
+      summary: "Get a host, with its drain's and evacuation's progress",
       request: { params: IdParam },
       responses: { 200: json(Host, "The host"), ...errors },
     }),
     async (c) => {
       operatorOnly(c.get("principal"));
-      return c.json(await getHost(deps, c.req.valid("param").id), 200);
+      return c.json(await getHostDetail(deps, c.req.valid("param").id), 200);
     },
   );
   app.use("/hosts", async (c, next) => (c.req.method === "POST" ? adminOnly(c, next) : next()));
   app.use("/hosts/:id", async (c, next) => (c.req.method === "PATCH" ? adminOnly(c, next) : next()));
+  // Maintenance (drain, evacuate, confirm, enable): admins only.
+  app.use("/hosts/:id/*", async (c, next) => (c.req.method === "POST" ? adminOnly(c, next) : next()));
+  const maintenance = [
+    {
+      path: "drain",
+      status: 202,
+      run: requestDrain,
+      summary:
+        "Drain a host (admin): no new placements, its running VMs live-migrate away, then it is drained. Again on a draining host: retries what failed",
+    },
+    {
+      path: "evacuate",
+      status: 202,
+      run: requestEvacuation,
+      summary:
+        "Evacuate a down host (admin): fence it through its site's agent, then restart its VMs elsewhere once the fence is confirmed",
+    },
+    {
+      path: "evacuate/confirm",
+      status: 202,
+      run: requestEvacuationConfirm,
+      summary:
+        "Confirm a reported fence (admin; when USHER_EVACUATE_CONFIRM is agent+admin): the evacuation restarts the host's VMs elsewhere",
+    },
+    {
+      path: "enable",
+      status: 200,
+      run: enableHost,
+      summary:
+        "Enable a host again (admin): ends a drain or a finished evacuation; a down host when it reports",
+    },
+  ] as const;
+  for (const m of maintenance) {
+    app.openapi(
+      createRoute({
+        method: "post",
+        path: `/hosts/{id}/${m.path}`,
+        tags,
+        security,
+        summary: m.summary,
+        request: { params: IdParam },
+        responses: { [m.status]: json(Host, "The host, with its progress"), ...errors },
+      }),
+      async (c) => {
+        const ctx = { principal: c.get("principal"), requestId: c.get("requestId") };
+        return c.json(await m.run(deps, ctx, c.req.valid("param").id), m.status) as never;
+      },
+    );
+  }
   app.openapi(
     createRoute({
       method: "post",

@@ -1,0 +1,153 @@
+/**
+ * What a placement decides over: a snapshot of a site's hosts (with who is where, when a decision
+ * needs it), each VM's demand, and the policy that applies. Shared by single placement (`place.ts`),
+ * gangs (`gang.ts`) and dry runs (`dry-run.ts`).
+ */
+import type { HypervisorKind } from "../contracts/common.ts";
+import type { Placement, VmSpec } from "../contracts/vm.ts";
+import type { Policy } from "../scheduler/policy.ts";
+import type { Registry } from "../scheduler/registry.ts";
+import { sitePolicies } from "../scheduler/site-policies.ts";
+import { Snapshot } from "../scheduler/snapshot.ts";
+import type { Demand } from "../scheduler/types.ts";
+import { queryAll } from "../store/base.ts";
+import type { HostItem, VmItem } from "../store/items.ts";
+import { keys } from "../store/keys.ts";
+import type { Deps } from "./context.ts";
+import { getHostItem, siteHosts } from "./hosts.ts";
+import { getVmItem } from "./vms.ts";
+
+/** A group as the scheduler sees it: the project's own (names cannot hold `#`, so none collide). */
+export const scopedGroup = (project: string, group: string | undefined): string | undefined =>
+  group === undefined ? undefined : `${project}#${group}`;
+
+/** What one VM asks of a host: its spec's amounts and its placement constraints, groups scoped. */
+export function demandOf(
+  vm: { id?: string | undefined; project: string; spec: VmSpec; placement?: Placement | undefined },
+  hypervisor?: HypervisorKind,
+): Demand {
+  const p = vm.placement ?? {};
+  return {
+    vcpus: vm.spec.vcpus,
+    memoryMiB: vm.spec.memoryMiB,
+    devices: vm.spec.devices ?? {},
+    hypervisor: hypervisor ?? vm.spec.hypervisor,
+    requiredLabels: p.requiredLabels,
+    vmId: vm.id,
+    affinityGroup: scopedGroup(vm.project, p.affinityGroup),
+    antiAffinityGroup: scopedGroup(vm.project, p.antiAffinityGroup),
+    softAffinityGroup: scopedGroup(vm.project, p.softAffinityGroup),
+    sameHostAs: p.sameHostAs,
+    differentHostFrom: p.differentHostFrom,
+  };
+}
+
+const hasGroup = (d: Demand) =>
+  d.affinityGroup !== undefined || d.antiAffinityGroup !== undefined || d.softAffinityGroup !== undefined;
+
+/** A site's hosts as the scheduler sees them, with the stored items by id (for the claim). */
+export type SiteSnapshot = { snapshot: Snapshot; hosts: Map<string, HostItem> };
+
+type Placed = Pick<VmItem, "id" | "project" | "hostId" | "migrationHostId" | "placement">;
+
+/**
+ * The project's VMs that hold a host: every one when a demand names a group (one query of the
+ * project's VMs), else only those named by id (read one by one, consistently). VMs of other projects
+ * never count, so a project learns nothing of where another's VMs are.
+ */
+async function placedVms(deps: Deps, project: string, demands: readonly Demand[]): Promise<Placed[]> {
+  if (demands.some(hasGroup)) {
+    return queryAll<Placed>(deps.db, {
+      IndexName: "gsi1",
+      KeyConditionExpression: "gsi1pk = :pk",
+      FilterExpression: "attribute_exists(#h) OR attribute_exists(#m)",
+      ProjectionExpression: "#id, #project, #h, #m, #placement",
+      ExpressionAttributeNames: {
+        "#id": "id",
+        "#project": "project",
+        "#h": "hostId",
+        "#m": "migrationHostId",
+        "#placement": "placement",
+      },
+      ExpressionAttributeValues: { ":pk": keys.vmIndex(project, "").gsi1pk },
+    });
+  }
+  const ids = [...new Set(demands.flatMap((d) => [...(d.sameHostAs ?? []), ...(d.differentHostFrom ?? [])]))];
+  const vms = await Promise.all(ids.map((id) => getVmItem(deps, id)));
+  return vms.filter((vm): vm is VmItem => vm?.project === project);
+}
+
+/**
+ * A snapshot of the site's hosts that `keep` accepts. When a demand relates to other VMs (groups,
+ * VM ids), each host also carries the project's VMs on it and their groups, `except` the VMs being
+ * placed. Host counters come from the index (eventually consistent): a stale one shows up as a
+ * failed claim condition, and `refreshHost` fixes it.
+ */
+export async function loadSnapshot(
+  deps: Deps,
+  site: string,
+  opts: {
+    project: string;
+    demands: readonly Demand[];
+    except?: ReadonlySet<string> | undefined;
+    keep?: ((host: HostItem) => boolean) | undefined;
+  },
+): Promise<SiteSnapshot> {
+  const all = await siteHosts(deps, site);
+  const items = opts.keep ? all.filter(opts.keep) : all;
+  const relates = opts.demands.some(
+    (d) => hasGroup(d) || d.sameHostAs?.length || d.differentHostFrom?.length,
+  );
+  const vmIds = new Map<string, string[]>(items.map((h) => [h.id, []]));
+  const groups = new Map<string, string[]>(items.map((h) => [h.id, []]));
+  if (relates) {
+    for (const vm of await placedVms(deps, opts.project, opts.demands)) {
+      if (opts.except?.has(vm.id)) continue;
+      const p = vm.placement ?? {};
+      // One entry per group field, as `Snapshot.apply` records a placed demand.
+      const mine = [p.affinityGroup, p.antiAffinityGroup, p.softAffinityGroup].flatMap((g) =>
+        g === undefined ? [] : [scopedGroup(vm.project, g)!],
+      );
+      // A migrating VM holds both hosts until it finishes: it counts on each.
+      for (const hostId of new Set([vm.hostId, vm.migrationHostId])) {
+        if (hostId === undefined || !vmIds.has(hostId)) continue;
+        vmIds.get(hostId)!.push(vm.id);
+        groups.get(hostId)!.push(...mine);
+      }
+    }
+  }
+  const snapshot = new Snapshot(
+    items.map((h) => ({ ...h, vmIds: vmIds.get(h.id)!, groups: groups.get(h.id)! })),
+  );
+  return { snapshot, hosts: new Map(items.map((h) => [h.id, h])) };
+}
+
+/**
+ * Re-reads one host after a claim on it failed (consistently: the index may lag) and puts it in the
+ * snapshot, keeping who is where; a host gone, moved to another site or no longer kept leaves it.
+ */
+export async function refreshHost(
+  deps: Deps,
+  site: string,
+  s: SiteSnapshot,
+  hostId: string,
+  keep?: (host: HostItem) => boolean,
+): Promise<void> {
+  const fresh = await getHostItem(deps, hostId);
+  if (fresh && fresh.site === site && (!keep || keep(fresh))) {
+    s.snapshot.upsert(fresh);
+    s.hosts.set(hostId, fresh);
+  } else {
+    s.snapshot.remove(hostId);
+    s.hosts.delete(hostId);
+  }
+}
+
+/** The policy for a VM: its cluster's, else its project's, else the site's default, else `pack`. */
+export function policyFor(
+  deps: Deps,
+  choice: { cluster?: string | undefined; project: string },
+): { name: string; policy: Policy; registry: Registry } {
+  const site = sitePolicies(deps.plugins.config);
+  return { ...site.choose(choice), registry: site.registry };
+}

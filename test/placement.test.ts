@@ -1,0 +1,309 @@
+/**
+ * Single-VM placement on the pipeline, against real DynamoDB Local and fauxqs: the policy chosen per
+ * cluster, project or site (and refused when unknown), plugins' filters in a site's policy, and
+ * placement constraints (labels, groups scoped per project, same and different host). Each test has
+ * a site of its own.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Principal } from "../shared/auth/principal.ts";
+import type { CreateVm, Operation, Vm } from "../shared/contracts/vm.ts";
+import type { UsherConfig } from "../shared/plugins/config.ts";
+import type { Plugin } from "../shared/plugins/types.ts";
+import { ALL_FILTERS, POLICIES } from "../shared/scheduler/policy.ts";
+import { createCluster } from "../shared/services/clusters.ts";
+import type { Deps } from "../shared/services/context.ts";
+import { schedulerDryRun } from "../shared/services/dry-run.ts";
+import { createHost, getHost } from "../shared/services/hosts.ts";
+import { getOpItem } from "../shared/services/operations.ts";
+import { scheduleOperation } from "../shared/services/scheduling.ts";
+import { createVm, getVmItem } from "../shared/services/vms.ts";
+import { type ServiceBed, startServiceBed } from "./support/services.ts";
+
+const SITES = ["pol", "proj", "plug", "labels", "anti", "scoped", "pair", "dry"];
+let bed: ServiceBed;
+const alice: Principal = { subject: "alice", project: "alpha", roles: ["user"] };
+const bob: Principal = { subject: "bob", project: "beta", roles: ["user"] };
+
+/** A filter from a plugin: never hosts labelled `maintenance=yes`. */
+const maintenance: Plugin = {
+  name: "maintenance",
+  runsIn: "control-plane",
+  hooks: {},
+  placement: {
+    filters: {
+      not_in_maintenance: {
+        name: "not_in_maintenance",
+        reason: "host is in maintenance",
+        active: () => true,
+        accepts: (s, i) => s.labels[i]?.maintenance !== "yes",
+        keep(s, q, slots, n) {
+          let kept = 0;
+          for (let p = 0; p < n; p++) if (this.accepts(s, slots[p]!, q)) slots[kept++] = slots[p]!;
+          return kept;
+        },
+      },
+    },
+  },
+};
+
+const config: UsherConfig = {
+  plugins: [maintenance],
+  scheduler: {
+    defaultPolicy: "pack",
+    projects: { beta: "spread" },
+    policies: {
+      careful: { filters: [...ALL_FILTERS, "not_in_maintenance"], weighers: POLICIES.pack.weighers },
+    },
+  },
+};
+
+beforeAll(async () => {
+  bed = await startServiceBed(SITES);
+});
+afterAll(() => bed?.stop());
+
+async function hosts(
+  deps: Deps,
+  site: string,
+  specs: { id: string; vcpus?: number; labels?: Record<string, string> }[],
+) {
+  for (const h of specs)
+    await createHost(
+      deps,
+      { actor: "root", requestId: `req-${h.id}` },
+      {
+        id: h.id,
+        site,
+        kind: "sim",
+        address: `${h.id}.sim`,
+        capacity: { vcpus: h.vcpus ?? 8, memoryMiB: 16384 },
+        ...(h.labels ? { labels: h.labels } : {}),
+      },
+    );
+}
+
+/** Creates and schedules one VM; returns its operation as it ended up and the VM. */
+async function start(deps: Deps, principal: Principal, body: CreateVm) {
+  const res = (await createVm(deps, { principal, requestId: `req-${body.name}` }, body)).body as {
+    vm: Vm;
+    operation: Operation;
+  };
+  await scheduleOperation(deps, { opId: res.operation.id, requestId: res.operation.requestId });
+  return { op: (await getOpItem(deps, res.operation.id))!, vm: (await getVmItem(deps, res.vm.id))! };
+}
+
+const small = { vcpus: 1, memoryMiB: 256 };
+
+describe("policy", () => {
+  it("follows the cluster's policy over the project's, the project's over the site's default", async () => {
+    const deps = bed.deps({ config });
+    await hosts(deps, "pol", [{ id: "pol-1" }, { id: "pol-2" }]);
+    // alpha has no policy of its own: the site's default (pack) keeps filling pol-1.
+    const a1 = await start(deps, alice, { name: "pol-a1", site: "pol", ...small });
+    const a2 = await start(deps, alice, { name: "pol-a2", site: "pol", ...small });
+    expect([a1.vm.hostId, a2.vm.hostId]).toEqual(["pol-1", "pol-1"]);
+    // A cluster asking for spread goes to the emptier host, though its project packs.
+    const res = await createCluster(
+      deps,
+      { principal: alice, requestId: "req-pol-c" },
+      { name: "pol-c", site: "pol", count: 1, ...small, policy: "spread" },
+    );
+    const body = res.body as { cluster: { policy: string | null }; operations: Operation[] };
+    expect(body.cluster.policy).toBe("spread");
+    await scheduleOperation(deps, { opId: body.operations[0]!.id, requestId: "req-pol-c" });
+    expect((await getOpItem(deps, body.operations[0]!.id))?.hostId).toBe("pol-2");
+  });
+
+  it("uses the project's policy, and refuses a cluster naming a policy the site lacks", async () => {
+    const deps = bed.deps({ config });
+    await hosts(deps, "proj", [{ id: "proj-1" }, { id: "proj-2" }]);
+    const b1 = await start(deps, bob, { name: "proj-b1", site: "proj", ...small });
+    const b2 = await start(deps, bob, { name: "proj-b2", site: "proj", ...small });
+    expect(new Set([b1.vm.hostId, b2.vm.hostId]).size).toBe(2);
+    await expect(
+      createCluster(
+        deps,
+        { principal: bob, requestId: "req-bad" },
+        { name: "bad", site: "proj", count: 1, ...small, policy: "no-such-policy" },
+      ),
+    ).rejects.toMatchObject({
+      code: "validation_failed",
+      message: "unknown scheduler policy no-such-policy",
+    });
+  });
+
+  it("runs a plugin's filter named by a site policy, and names it when it rejects", async () => {
+    const deps = bed.deps({ config });
+    await hosts(deps, "plug", [{ id: "plug-1", labels: { maintenance: "yes" } }]);
+    const res = await createCluster(
+      deps,
+      { principal: alice, requestId: "req-plug" },
+      { name: "plug", site: "plug", count: 1, ...small, policy: "careful" },
+    );
+    const op = (res.body as { operations: Operation[] }).operations[0]!;
+    await scheduleOperation(deps, { opId: op.id, requestId: op.requestId });
+    const done = await getOpItem(deps, op.id);
+    expect(done?.error?.code).toBe("no_capacity");
+    expect(done?.error?.message).toMatch(/not_in_maintenance rejected 1 \(host is in maintenance\)/);
+    expect(done?.error?.details).toMatchObject({ policy: "careful" });
+  });
+});
+
+describe("constraints", () => {
+  it("requires labels, and explains the hosts lacking them", async () => {
+    const deps = bed.deps();
+    await hosts(deps, "labels", [
+      { id: "labels-1", labels: { zone: "a" } },
+      { id: "labels-2", labels: { zone: "b" } },
+    ]);
+    const b = await start(deps, alice, {
+      name: "lab-b",
+      site: "labels",
+      ...small,
+      placement: { requiredLabels: { zone: "b" } },
+    });
+    expect(b.vm.hostId).toBe("labels-2");
+    expect(b.vm.placement).toEqual({ requiredLabels: { zone: "b" } });
+    expect(b.vm.spec).toEqual(small);
+    const c = await start(deps, alice, {
+      name: "lab-c",
+      site: "labels",
+      ...small,
+      placement: { requiredLabels: { zone: "c" } },
+    });
+    expect(c.op.status).toBe("failed");
+    expect(c.op.error).toMatchObject({
+      code: "no_capacity",
+      message:
+        "no host fits among 2 considered: labels rejected 2 (host lacks a required label) in site labels",
+      details: { considered: 2, rejections: { labels: { count: 2, reason: "host lacks a required label" } } },
+    });
+  });
+
+  it("keeps separately created members of an anti-affinity group apart, until no host is left", async () => {
+    const deps = bed.deps();
+    await hosts(deps, "anti", [{ id: "anti-1" }, { id: "anti-2" }]);
+    const placement = { antiAffinityGroup: "db" };
+    const one = await start(deps, alice, { name: "anti-a", site: "anti", ...small, placement });
+    const two = await start(deps, alice, { name: "anti-b", site: "anti", ...small, placement });
+    expect(new Set([one.vm.hostId, two.vm.hostId])).toEqual(new Set(["anti-1", "anti-2"]));
+    const three = await start(deps, alice, { name: "anti-c", site: "anti", ...small, placement });
+    expect(three.op.error?.message).toMatch(/anti_affinity rejected 2/);
+  });
+
+  it("scopes groups per project: another project's group of the same name does not count", async () => {
+    const deps = bed.deps();
+    await hosts(deps, "scoped", [{ id: "scoped-1" }]);
+    const mine = await start(deps, alice, {
+      name: "sc-a",
+      site: "scoped",
+      ...small,
+      placement: { antiAffinityGroup: "db" },
+    });
+    const theirs = await start(deps, bob, {
+      name: "sc-b",
+      site: "scoped",
+      ...small,
+      placement: { antiAffinityGroup: "db" },
+    });
+    expect([mine.vm.hostId, theirs.vm.hostId]).toEqual(["scoped-1", "scoped-1"]);
+    // Nor may a project place next to (or learn the host of) another project's VM by naming it.
+    const probe = await start(deps, bob, {
+      name: "sc-p",
+      site: "scoped",
+      ...small,
+      placement: { sameHostAs: [mine.vm.id] },
+    });
+    expect(probe.op.error?.message).toMatch(/same_host rejected 1/);
+  });
+
+  it("places on the host of the VMs named, and away from others", async () => {
+    const deps = bed.deps();
+    await hosts(deps, "pair", [{ id: "pair-1" }, { id: "pair-2" }, { id: "pair-3" }]);
+    const a = await start(deps, alice, { name: "pair-a", site: "pair", ...small });
+    const b = await start(deps, alice, {
+      name: "pair-b",
+      site: "pair",
+      ...small,
+      placement: { differentHostFrom: [a.vm.id] },
+    });
+    expect(b.vm.hostId).not.toBe(a.vm.hostId);
+    const c = await start(deps, alice, {
+      name: "pair-c",
+      site: "pair",
+      ...small,
+      placement: { sameHostAs: [b.vm.id] },
+    });
+    expect(c.vm.hostId).toBe(b.vm.hostId);
+    const d = await start(deps, alice, {
+      name: "pair-d",
+      site: "pair",
+      ...small,
+      placement: { differentHostFrom: [a.vm.id, b.vm.id] },
+    });
+    expect(d.vm.hostId).toBe("pair-3");
+    const e = await start(deps, alice, {
+      name: "pair-e",
+      site: "pair",
+      ...small,
+      placement: { sameHostAs: [a.vm.id, b.vm.id] },
+    });
+    expect(e.op.error?.message).toMatch(/same_host rejected 3/);
+  });
+});
+
+describe("dry run", () => {
+  it("shows candidates with per-weigher scores, and a gang's outcome, claiming nothing", async () => {
+    const deps = bed.deps({ config });
+    await hosts(deps, "dry", [
+      { id: "dry-1", vcpus: 4 },
+      { id: "dry-2", vcpus: 8 },
+    ]);
+    const one = await schedulerDryRun(deps, alice, { site: "dry", vcpus: 2, memoryMiB: 512 });
+    expect(one).toMatchObject({
+      site: "dry",
+      policy: "pack",
+      considered: 2,
+      rejections: {},
+      message: null,
+      gang: null,
+    });
+    expect(one.candidates.map((c) => c.hostId)).toEqual(["dry-1", "dry-2"]);
+    expect(Object.keys(one.candidates[0]!.scores)).toEqual(["device_reserve", "soft_affinity", "pack"]);
+    expect(one.candidates[0]!.score).toBeGreaterThan(one.candidates[1]!.score);
+    // bob's project spreads.
+    expect(
+      (await schedulerDryRun(deps, bob, { site: "dry", vcpus: 2, memoryMiB: 512 })).candidates[0]?.hostId,
+    ).toBe("dry-2");
+    const gang = await schedulerDryRun(deps, alice, {
+      site: "dry",
+      count: 3,
+      vcpus: 2,
+      memoryMiB: 512,
+      placement: { antiAffinityGroup: "g" },
+    });
+    expect(gang.gang).toEqual({
+      placed: false,
+      assignments: [
+        { member: "node-1", hostId: null },
+        { member: "node-2", hostId: null },
+        { member: "node-3", hostId: null },
+      ],
+      failedMember: "node-3",
+    });
+    expect(gang.message).toMatch(
+      /^no member would be placed, as member node-3 fits no host: .*anti_affinity rejected 2/,
+    );
+    const fits = await schedulerDryRun(deps, alice, {
+      site: "dry",
+      count: 2,
+      vcpus: 4,
+      memoryMiB: 512,
+      policy: "spread",
+    });
+    expect(fits.policy).toBe("spread");
+    expect(fits.gang?.assignments.map((a) => a.hostId).sort()).toEqual(["dry-1", "dry-2"]);
+    // Nothing was claimed.
+    for (const id of ["dry-1", "dry-2"]) expect((await getHost(deps, id)).allocated.vcpus).toBe(0);
+  });
+});
