@@ -10,6 +10,7 @@ import { drainHost } from "../shared/services/drain.ts";
 import { getHostItem, patchHost } from "../shared/services/hosts.ts";
 import { enableHost, getHostDetail } from "../shared/services/maintenance.ts";
 import { getOpItem } from "../shared/services/operations.ts";
+import { scheduleOperation } from "../shared/services/scheduling.ts";
 import { sweep } from "../shared/services/sweep.ts";
 import { getVmItem } from "../shared/services/vms.ts";
 import { keys } from "../shared/store/keys.ts";
@@ -20,7 +21,7 @@ let bed: ServiceBed;
 const ctx = { principal: admin, requestId: "req-drain" };
 
 beforeAll(async () => {
-  bed = await startServiceBed(["local", "d", "x"]);
+  bed = await startServiceBed(["local", "d", "x", "m"]);
 });
 afterAll(() => bed?.stop());
 
@@ -131,6 +132,47 @@ describe("drain", () => {
     await addHost(deps, "x", "x2", "down");
     await expect(drainHost(deps, ctx, "x2")).rejects.toMatchObject({ code: "invalid_state" });
     await expect(drainHost(deps, ctx, "nowhere")).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  it("never moves a VM twice: one already leaving is left to its migration, a moved one is not moved again", async () => {
+    const deps = bed.deps();
+    await addHost(deps, "m", "m1");
+    await addHost(deps, "m", "m2", "disabled");
+    const leaving = await runningVm(deps, "m", "mv-leaving");
+    const queued = await runningVm(deps, "m", "mv-queued");
+    await patchHost(deps, "root", "req", "m2", { state: "enabled" });
+    // leaving: an admin's migration already placed (target claim on m2); queued: one not yet scheduled.
+    const own = await act(deps, leaving.id, "migrate");
+    await scheduleOperation(deps, { opId: own, requestId: "r" });
+    expect(await getVmItem(deps, leaving.id)).toMatchObject({ hostId: "m1", migrationHostId: "m2" });
+    const mine = await act(deps, queued.id, "migrate");
+
+    await drainHost(deps, ctx, "m1");
+    const migrations = async (vmId: string) =>
+      (await opsOf(deps, vmId)).filter((o) => o.action === "migrate");
+    expect((await migrations(leaving.id)).map((o) => o.id)).toEqual([own]);
+    const detail = await getHostDetail(deps, "m1");
+    expect(detail.drain?.vms).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ vmId: leaving.id, status: "migrating", opId: null }),
+      ]),
+    );
+    // queued gets the drain's migration behind its own; its own runs first and moves it.
+    const [, drains] = await migrations(queued.id);
+    expect(drains).toBeDefined();
+    await scheduleAndFinish(own, "m2");
+    await scheduleAndFinish(mine, "m2");
+    expect(await getVmItem(deps, queued.id)).toMatchObject({ hostId: "m2", state: "running" });
+    // The drain's migration, in its turn, finds the VM gone from m1: refused, nothing moves.
+    await scheduleOperation(deps, { opId: drains!.id, requestId: "r" });
+    expect(await getOpItem(deps, drains!.id)).toMatchObject({
+      status: "failed",
+      error: { code: "invalid_state", message: expect.stringContaining("left host m1") },
+    });
+    expect(await getVmItem(deps, queued.id)).toMatchObject({ hostId: "m2", state: "running" });
+    expect(await getVmItem(deps, queued.id)).not.toHaveProperty("migrationHostId");
+    await sweep(deps);
+    expect((await getHostItem(deps, "m1"))?.state).toBe("drained");
   });
 
   async function scheduleAndFinish(opId: string, target: string) {

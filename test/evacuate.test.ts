@@ -7,6 +7,7 @@
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentTask, TaskResult } from "../shared/contracts/messages.ts";
+import { ipManager } from "../shared/plugins/builtin/ipam.ts";
 import { getClaim } from "../shared/services/capacity.ts";
 import type { Deps } from "../shared/services/context.ts";
 import { confirmEvacuation, evacuateHost } from "../shared/services/evacuate.ts";
@@ -16,7 +17,7 @@ import { getOpItem } from "../shared/services/operations.ts";
 import { handleReport } from "../shared/services/results.ts";
 import { scheduleOperation } from "../shared/services/scheduling.ts";
 import { sweep } from "../shared/services/sweep.ts";
-import { getVmItem } from "../shared/services/vms.ts";
+import { createVm, getVmItem } from "../shared/services/vms.ts";
 import { signReport } from "../shared/signing/envelopes.ts";
 import { keys } from "../shared/store/keys.ts";
 import { act, addHost, complete, eventTypes, opsOf, runningVm } from "./support/maintenance.ts";
@@ -26,18 +27,49 @@ let bed: ServiceBed;
 const ctx = { principal: admin, requestId: "req-evac" };
 
 beforeAll(async () => {
-  bed = await startServiceBed(["local", "e", "a", "t"]);
+  bed = await startServiceBed(["local", "e", "a", "t", "u", "b", "r"]);
 });
 afterAll(() => bed?.stop());
 
-/** The fence tasks waiting on a site's agent queue. */
-async function fenceTasks(site: string): Promise<AgentTask[]> {
+/** The tasks of a kind waiting on a site's agent queue. */
+async function tasksOf(site: string, kind: AgentTask["kind"]): Promise<AgentTask[]> {
   const bodies = await bed.receive(bed.resources.queueUrls.agents[site]!);
-  return bodies.map((b) => decodeJwt(b).task as AgentTask).filter((t) => t?.kind === "fence");
+  return bodies.map((b) => decodeJwt(b).task as AgentTask).filter((t) => t?.kind === kind);
+}
+const fenceTasks = (site: string) => tasksOf(site, "fence");
+
+/** An inventory of `hostId` from its site's agent, through the results consumer's entry point. */
+async function inventory(deps: Deps, site: string, hostId: string, running: string[]) {
+  const inv = {
+    type: "inventory" as const,
+    site,
+    agentId: "a1",
+    at: deps.now().toISOString(),
+    hosts: [
+      {
+        hostId,
+        reachable: true,
+        domains: running.map((vmId) => ({
+          uuid: `uuid-${vmId}`,
+          vmId,
+          name: vmId,
+          powerState: "running" as const,
+          vcpus: 1,
+          memoryMiB: 256,
+        })),
+      },
+    ],
+  };
+  await handleReport(deps, await signReport(inv, site, bed.agentSigner));
 }
 
 /** The agent's report on a fence task, through the results consumer's entry point. */
-async function report(deps: Deps, task: Pick<AgentTask, "taskId" | "site" | "hostId">, ok: boolean) {
+async function report(
+  deps: Deps,
+  task: Pick<AgentTask, "taskId" | "site" | "hostId">,
+  ok: boolean,
+  verified = true,
+) {
   const r: TaskResult = {
     type: "task_result",
     taskId: task.taskId,
@@ -46,7 +78,7 @@ async function report(deps: Deps, task: Pick<AgentTask, "taskId" | "site" | "hos
     hostId: task.hostId,
     ok,
     ...(ok
-      ? { data: { fenced: true, method: "test" } }
+      ? { data: { fenced: true, method: "test", verified } }
       : { error: { code: "fence_failed", message: "BMC said no" } }),
     at: new Date().toISOString(),
   };
@@ -199,6 +231,133 @@ describe("evacuate", () => {
     const restart = (await opsOf(agentMode(), vm.id)).filter((o) => o.action === "start")[1];
     await complete(agentMode(), restart!.id, { ok: true, powerState: "running" });
     expect(await getVmItem(agentMode(), vm.id)).toMatchObject({ state: "running", hostId: "a2" });
+  });
+
+  it("with USHER_EVACUATE_CONFIRM=agent, an unverified fence still waits for an admin", async () => {
+    const agentMode = (): Deps => ({
+      ...bed.deps(),
+      config: { ...bed.deps().config, evacuateConfirm: "agent" },
+    });
+    await addHost(agentMode(), "u", "u1");
+    const vm = await runningVm(agentMode(), "u", "uv-1");
+    await addHost(agentMode(), "u", "u2");
+    await goDown("u1", ["u2"], "u");
+    await evacuateHost(agentMode(), ctx, "u1");
+    const [task] = await fenceTasks("u");
+    await report(agentMode(), task!, true, false);
+    expect(await getHostDetail(agentMode(), "u1")).toMatchObject({
+      state: "fenced",
+      evacuation: { status: "awaiting_confirmation", remaining: 1 },
+    });
+    expect((await opsOf(agentMode(), vm.id)).filter((o) => o.action === "start")).toHaveLength(1);
+    await confirmEvacuation(agentMode(), ctx, "u1");
+    expect((await opsOf(agentMode(), vm.id)).filter((o) => o.action === "start")).toHaveLength(2);
+  });
+
+  it("a fenced host showing running guests: the fence fails before restarts; after them, restarts stop and strays are purged", async () => {
+    const deps = bed.deps();
+    await addHost(deps, "b", "b1");
+    await addHost(deps, "b", "b2", "disabled");
+    const one = await runningVm(deps, "b", "br-1");
+    const two = await runningVm(deps, "b", "br-2");
+    await enableHost(deps, ctx, "b2");
+    await goDown("b1", ["b2"], "b");
+    await evacuateHost(bed.deps(), ctx, "b1");
+    let [task] = await fenceTasks("b");
+    await report(bed.deps(), task!, true);
+    expect((await getHostItem(deps, "b1"))?.state).toBe("fenced");
+
+    // A fenced host takes no commands: an action on its VM fails at once, nothing is sent.
+    const reboot = await act(bed.deps(), two.id, "reboot");
+    await scheduleOperation(bed.deps(), { opId: reboot, requestId: "r" });
+    expect(await getOpItem(deps, reboot)).toMatchObject({
+      status: "failed",
+      error: { code: "host_unavailable" },
+    });
+
+    // A report read before the fence (within the margin) says nothing.
+    await inventory(bed.deps(), "b", "b1", [one.id]);
+    expect(await getHostDetail(bed.deps(), "b1")).toMatchObject({
+      evacuation: { status: "awaiting_confirmation" },
+    });
+    // Later, a guest still running: the fence did not hold. Nothing restarts; the host is down again.
+    bed.clock.offsetMs += 20_000;
+    await inventory(bed.deps(), "b", "b1", [one.id]);
+    expect(await getHostDetail(bed.deps(), "b1")).toMatchObject({
+      state: "down",
+      evacuation: { status: "fence_failed", error: { code: "fence_contradicted" }, remaining: 2 },
+    });
+    await expect(confirmEvacuation(bed.deps(), ctx, "b1")).rejects.toMatchObject({ code: "invalid_state" });
+    expect((await opsOf(deps, one.id)).filter((o) => o.action === "start")).toHaveLength(1);
+
+    // Fenced again, confirmed, restarted on b2 ...
+    await evacuateHost(bed.deps(), ctx, "b1");
+    [task] = await fenceTasks("b");
+    await report(bed.deps(), task!, true);
+    await confirmEvacuation(bed.deps(), ctx, "b1");
+    expect(await getHostDetail(bed.deps(), "b1")).toMatchObject({ evacuation: { status: "done" } });
+    const restart = (await opsOf(deps, one.id)).filter((o) => o.action === "start")[1];
+    await complete(bed.deps(), restart!.id, { ok: true, powerState: "running" });
+    expect(await getVmItem(deps, one.id)).toMatchObject({ state: "running", hostId: "b2" });
+
+    // ... and then b1 shows br-1 running: that copy is the stray one, purged by the agent.
+    bed.clock.offsetMs += 20_000;
+    await inventory(bed.deps(), "b", "b1", [one.id]);
+    expect(await getHostDetail(bed.deps(), "b1")).toMatchObject({
+      state: "fenced",
+      evacuation: { status: "fence_breached", error: { code: "fence_contradicted" } },
+    });
+    const purges = await tasksOf("b", "purge");
+    expect(purges).toEqual([expect.objectContaining({ hostId: "b1", payload: { vmId: one.id } })]);
+    const purged: TaskResult = {
+      type: "task_result",
+      taskId: purges[0]!.taskId,
+      site: "b",
+      kind: "purge",
+      hostId: "b1",
+      ok: true,
+      data: { vmId: one.id, purged: true, powerState: "absent" },
+      at: new Date().toISOString(),
+    };
+    await handleReport(bed.deps(), await signReport(purged, "b", bed.agentSigner));
+    expect(await eventTypes(deps, keys.vm(one.id).pk)).toContain("vm.stray_purged");
+    expect(await eventTypes(deps, keys.host("b1").pk)).toEqual(
+      expect.arrayContaining(["host.fence_failed", "host.fence_breached"]),
+    );
+    // The VM running on b2 is untouched.
+    expect(await getVmItem(deps, one.id)).toMatchObject({ state: "running", hostId: "b2" });
+  });
+
+  it("restarts a VM with what its placing start asked: an address range open only to the owner's role", async () => {
+    const withIpam = (): Deps => {
+      const base = bed.deps({
+        config: {
+          plugins: [ipManager({ ranges: [{ name: "ops-net", cidr: "10.9.0.0/28", roles: ["operator"] }] })],
+        },
+      });
+      return { ...base, config: { ...base.config, evacuateConfirm: "agent" } };
+    };
+    const owner = { subject: "olga", project: "ops-team", roles: ["operator" as const] };
+    await addHost(withIpam(), "r", "r1");
+    const res = await createVm(
+      withIpam(),
+      { principal: owner, requestId: "req-olga" },
+      { name: "ro-1", site: "r", vcpus: 1, memoryMiB: 256 },
+    );
+    const { vm, operation } = res.body as { vm: { id: string }; operation: { id: string } };
+    await complete(withIpam(), operation.id, { ok: true, powerState: "running" });
+    const before = (await getVmItem(withIpam(), vm.id))!;
+    expect(before.network?.range).toBe("ops-net");
+    await addHost(withIpam(), "r", "r2");
+    await goDown("r1", ["r2"], "r");
+    await evacuateHost(withIpam(), ctx, "r1");
+    const [task] = await fenceTasks("r");
+    await report(withIpam(), task!, true);
+    const restart = (await opsOf(withIpam(), vm.id)).filter((o) => o.action === "start")[1];
+    expect((await getOpItem(withIpam(), restart!.id))?.args).toMatchObject({ ipamRoles: ["operator"] });
+    await complete(withIpam(), restart!.id, { ok: true, powerState: "running" });
+    const after = (await getVmItem(withIpam(), vm.id))!;
+    expect(after).toMatchObject({ state: "running", hostId: "r2", network: { range: "ops-net" } });
   });
 
   it("fails a fence the agent never reports, after its deadline, changing nothing", async () => {

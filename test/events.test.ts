@@ -236,3 +236,112 @@ describe("audit and GET /v1/events", () => {
     expect((await events("subject=HOST%23h1", userB)).items).toEqual([]);
   });
 });
+
+describe("an admin acting on another project", () => {
+  const audited = async (requestId: string, bearer: string) =>
+    (await events(`type=api.request&requestId=${requestId}`, bearer)).items;
+
+  it("files the record under the project acted on, with the admin as actor", async () => {
+    const made = await call("/v1/vms", userA, { name: "watched", vcpus: 1, memoryMiB: 512 });
+    const vmId: string = made.body.vm.id;
+
+    const reboot = await call(`/v1/vms/${vmId}/actions`, adminT, { action: "reboot" });
+    expect(reboot.status).toBe(202);
+    expect(await audited(reboot.requestId, userA)).toMatchObject([
+      {
+        subject: "PROJ#a",
+        project: "a",
+        actor: "root",
+        data: { action: "vm.reboot", status: 202, outcome: "accepted", actorProject: "ops" },
+      },
+    ]);
+    expect(await audited(reboot.requestId, adminT)).toEqual([]); // not in the admin's own project
+
+    // Reads, `?project=` listings, and refusals decided once the target was known go there too.
+    const read = await call(`/v1/vms/${vmId}`, adminT);
+    const list = await call("/v1/vms?project=a", adminT);
+    const vetoed = await call(`/v1/vms/${vmId}/actions`, adminT, { action: "migrate", targetHostId: "h2" });
+    const log = await call("/v1/events?project=a&limit=1", adminT);
+    expect([read.status, list.status, vetoed.status, log.status]).toEqual([200, 200, 403, 200]);
+    for (const [r, action] of [
+      [read, "vm.get"],
+      [list, "vm.list"],
+      [vetoed, "vm.migrate"],
+      [log, "event.list"],
+    ] as const)
+      expect(await audited(r.requestId, userA), action).toMatchObject([
+        { project: "a", actor: "root", data: { action, actorProject: "ops" } },
+      ]);
+
+    // The user sees the admin's requests by actor (newest first; earlier tests' come after these).
+    const byAdmin = (await events("actor=root", userA)).items;
+    expect(byAdmin.slice(0, 5).map((e) => e.requestId)).toEqual(
+      [reboot, read, list, vetoed, log].map((r) => r.requestId).reverse(),
+    );
+  });
+
+  it("keeps requests refused before their target was known in the caller's project", async () => {
+    const missing = await call("/v1/vms/vm-nope/actions", adminT, { action: "reboot" });
+    expect(missing.status).toBe(404);
+    const [own] = await audited(missing.requestId, adminT);
+    expect(own).toMatchObject({ project: "ops", actor: "root", data: { status: 404 } });
+    expect(own?.data).not.toHaveProperty("actorProject");
+    expect(await audited(missing.requestId, userA)).toEqual([]);
+
+    // A user naming another project is refused in their own project, never filed in the other.
+    const nosy = await call("/v1/events?project=a", userB);
+    expect(nosy.status).toBe(403);
+    expect(await audited(nosy.requestId, userB)).toMatchObject([{ project: "b", actor: "b-user" }]);
+    expect(await audited(nosy.requestId, userA)).toEqual([]);
+  });
+});
+
+describe("GET /v1/events by action and actor", () => {
+  it("returns only matching records, and pages through sparse matches without gaps", async () => {
+    const [alice, bob] = await Promise.all([token("f", ["user"], "f-alice"), token("f", ["user"], "f-bob")]);
+    const create = async (bearer: string, name: string) => {
+      const res = await call("/v1/vms", bearer, { name, vcpus: 1, memoryMiB: 512 });
+      expect(res.status).toBe(202);
+      return res;
+    };
+    const noise = async (n: number) => {
+      for (let i = 0; i < n; i++) expect((await call("/v1/vms", alice)).status).toBe(200);
+    };
+    // Oldest first; noise between the matches, more than a page's reads can skip (limit 1, 5 reads).
+    const a1 = await create(alice, "f-a1");
+    const b1 = await create(bob, "f-b1");
+    await noise(8);
+    const a2 = await create(alice, "f-a2");
+    await noise(8);
+    const b2 = await create(bob, "f-b2");
+    const rebootB = await call(`/v1/vms/${b1.body.vm.id}/actions`, bob, { action: "reboot" });
+    await noise(3);
+    const rebootAdmin = await call(`/v1/vms/${a2.body.vm.id}/actions`, adminT, { action: "reboot" });
+    const rebootA = await call(`/v1/vms/${a1.body.vm.id}/actions`, alice, { action: "reboot" });
+    expect([rebootB.status, rebootAdmin.status, rebootA.status]).toEqual([202, 202, 202]);
+    const ids = (...rs: { requestId: string }[]) => rs.map((r) => r.requestId).reverse();
+
+    for (const limit of [1, 2, 50]) {
+      const creates = await all("action=vm.create", alice, limit);
+      expect(creates.map((e) => e.requestId)).toEqual(ids(a1, b1, a2, b2));
+      expect(creates.every((e) => e.type === "api.request" && e.data.action === "vm.create")).toBe(true);
+
+      const bobs = await all("action=vm.create&actor=f-bob", alice, limit);
+      expect(bobs.map((e) => e.requestId)).toEqual(ids(b1, b2));
+
+      const reboots = await all("action=vm.reboot", bob, limit);
+      expect(reboots.map((e) => [e.requestId, e.actor])).toEqual([
+        [rebootA.requestId, "f-alice"],
+        [rebootAdmin.requestId, "root"],
+        [rebootB.requestId, "f-bob"],
+      ]);
+    }
+    // `actor` holds for every event the subject caused, not only its requests.
+    const bobsVms = await all("actor=f-bob&type=vm.created", alice, 1);
+    expect(bobsVms.map((e) => e.data.name)).toEqual(["f-b2", "f-b1"]);
+    expect((await all("actor=f-bob", alice, 3)).every((e) => e.actor === "f-bob")).toBe(true);
+    expect((await events("action=vm.nothing", alice)).items).toEqual([]);
+    // Project scoping is unchanged: another project sees none of it.
+    expect((await events("actor=f-bob", userA)).items).toEqual([]);
+  });
+});

@@ -282,7 +282,7 @@ describe("dry run", () => {
       memoryMiB: 512,
       placement: { antiAffinityGroup: "g" },
     });
-    expect(gang.gang).toEqual({
+    expect(gang.gang).toMatchObject({
       placed: false,
       assignments: [
         { member: "node-1", hostId: null },
@@ -294,6 +294,13 @@ describe("dry run", () => {
     expect(gang.message).toMatch(
       /^no member would be placed, as member node-3 fits no host: .*anti_affinity rejected 2/,
     );
+    // Member by member up to the one that found no host, each taking a host the next cannot share.
+    expect(gang.gang?.steps.map((s) => [s.member, s.hostId, s.total])).toEqual([
+      ["node-1", "dry-1", 2],
+      ["node-2", "dry-2", 1],
+      ["node-3", null, 0],
+    ]);
+    expect(gang.gang?.steps[2]).toMatchObject({ candidates: [], rejections: gang.rejections });
     const fits = await schedulerDryRun(deps, alice, {
       site: "dry",
       count: 2,
@@ -303,7 +310,45 @@ describe("dry run", () => {
     });
     expect(fits.policy).toBe("spread");
     expect(fits.gang?.assignments.map((a) => a.hostId).sort()).toEqual(["dry-1", "dry-2"]);
+
+    // Three members spread by an anti-affinity group: the db (largest) first, each over the site as
+    // the members before it left it.
+    await hosts(deps, "dry", [{ id: "dry-3", vcpus: 6 }]);
+    const spread = await schedulerDryRun(deps, alice, {
+      site: "dry",
+      members: [
+        { role: "web", count: 2, vcpus: 1, memoryMiB: 512, placement: { antiAffinityGroup: "g" } },
+        { role: "db", count: 1, vcpus: 2, memoryMiB: 1024, placement: { antiAffinityGroup: "g" } },
+      ],
+    });
+    expect(spread.gang).toMatchObject({ placed: true, failedMember: null });
+    expect(spread.candidates).toEqual([]);
+    const steps = spread.gang!.steps;
+    expect(steps.map((s) => s.member)).toEqual(["db-1", "web-1", "web-2"]);
+    expect(steps.map((s) => s.candidates.map((c) => c.hostId))).toEqual([
+      ["dry-1", "dry-3", "dry-2"],
+      ["dry-3", "dry-2"],
+      ["dry-2"],
+    ]);
+    expect(steps[1]!.candidates.map((c) => c.hostId)).not.toContain(steps[0]!.hostId);
+    expect(steps[1]!.rejections).toEqual({
+      anti_affinity: { count: 1, reason: "host holds a member of the VM's anti-affinity group" },
+    });
+    for (const s of steps) {
+      expect(s.hostId).toBe(s.candidates[0]!.hostId);
+      expect(s.total).toBe(s.candidates.length);
+      const scores = s.candidates.map((c) => c.score);
+      expect(scores).toEqual([...scores].sort((a, b) => b - a));
+      for (const c of s.candidates)
+        expect(Object.keys(c.scores)).toEqual(["device_reserve", "soft_affinity", "pack"]);
+    }
+    // The first pick's pack score beats the others: best fit on the smallest host.
+    expect(steps[0]!.candidates[0]!.scores.pack).toBeGreaterThan(steps[0]!.candidates[1]!.scores.pack!);
+    expect(Object.fromEntries(spread.gang!.assignments.map((a) => [a.member, a.hostId]))).toEqual(
+      Object.fromEntries(steps.map((s) => [s.member, s.hostId])),
+    );
+
     // Nothing was claimed.
-    for (const id of ["dry-1", "dry-2"]) expect((await getHost(deps, id)).allocated.vcpus).toBe(0);
+    for (const id of ["dry-1", "dry-2", "dry-3"]) expect((await getHost(deps, id)).allocated.vcpus).toBe(0);
   });
 });

@@ -148,6 +148,23 @@ describe("dry run", () => {
         { member: "big-2", hostId: null },
       ],
       failedMember: "big-2",
+      // big-1 would take the only host with room, which leaves none for big-2.
+      steps: [
+        {
+          member: "big-1",
+          hostId: "host-3",
+          total: 1,
+          candidates: [one.body.candidates[0]],
+          rejections: { vcpus: { count: 2, reason: "not enough free vCPUs" } },
+        },
+        {
+          member: "big-2",
+          hostId: null,
+          total: 0,
+          candidates: [],
+          rejections: { vcpus: { count: 3, reason: "not enough free vCPUs" } },
+        },
+      ],
     });
     expect(gang.body.message).toMatch(/fits no host: no host fits among 3 considered: vcpus rejected 3/);
 
@@ -164,5 +181,6 @@ describe("dry run", () => {
     expect(await allocated()).toEqual(before);
     const doc = await t.api("/v1/openapi.json");
     expect(Object.keys(doc.body.paths)).toContain("/v1/scheduler/dry-run");
+    expect(doc.body.components.schemas.SchedulerDryRunGangStep.properties).toHaveProperty("total");
   });
 });

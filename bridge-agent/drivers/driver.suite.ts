@@ -175,5 +175,14 @@ export function describeDriverSuite(name: string, makeHosts: () => Promise<Suite
       expect(after.free?.vcpus).toBe((before?.vcpus ?? 0) - SPEC.vcpus);
       expect(after.free?.memoryMiB).toBe((before?.memoryMiB ?? 0) - SPEC.memoryMiB);
     });
+
+    it("inventory reports the host's CPU load, by its second reading at the latest", async () => {
+      await src.inventory();
+      await new Promise((r) => setTimeout(r, 200));
+      const { load } = await src.inventory();
+      expect(typeof load).toBe("number");
+      expect(load).toBeGreaterThanOrEqual(0);
+      expect(Number.isFinite(load)).toBe(true);
+    });
   });
 }

@@ -103,6 +103,22 @@ export class SimHost {
     return { vcpus, memoryMiB };
   }
 
+  /**
+   * The host's CPU load as a fraction of its CPUs: its running guests' vCPUs over its CPUs, as if each
+   * guest kept its vCPUs busy; a number in `<statePath>.load` overrides it (tests give a host a load
+   * from outside the agent, as they make one unreachable).
+   */
+  cpuLoad(): number {
+    const path = this.settings.statePath;
+    if (path && existsSync(`${path}.load`)) {
+      const forced = Number(readFileSync(`${path}.load`, "utf8").trim());
+      if (Number.isFinite(forced) && forced >= 0) return forced;
+    }
+    let busy = 0;
+    for (const d of this.domains.values()) if (d.state === "running") busy += d.vcpus;
+    return busy / this.settings.capacity.vcpus;
+  }
+
   /** Writes the host's domains to its statePath (atomically: temp file, then rename). */
   save(): void {
     const path = this.settings.statePath;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -51,6 +51,21 @@ describe("sim driver", () => {
     await expect(h1.start(req("d", { spec: { vcpus: 1, memoryMiB: 4096 } }))).rejects.toMatchObject({
       code: "insufficient_resources",
     });
+  });
+
+  it("reports its running vCPUs over its CPUs as load, or the load its state folder gives it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "usher-sim-load-"));
+    dirs.push(dir);
+    const statePath = join(dir, "h1.json");
+    const { h1 } = twoHosts({ capacity: { vcpus: 8, memoryMiB: 8192 }, statePath });
+    expect((await h1.inventory()).load).toBe(0);
+    await h1.start(req("a"));
+    await h1.start(req("b"));
+    expect((await h1.inventory()).load).toBe(0.5);
+    await h1.pause("b");
+    expect((await h1.inventory()).load).toBe(0.25);
+    writeFileSync(`${statePath}.load`, "0.9\n");
+    expect((await h1.inventory()).load).toBe(0.9);
   });
 
   it("knows its images: unknown ones fail with image_not_found, no image is diskless", async () => {

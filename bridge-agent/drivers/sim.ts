@@ -214,7 +214,13 @@ export class SimDriver implements HypervisorDriver {
       vcpus: d.vcpus,
       memoryMiB: d.memoryMiB,
     }));
-    return { hostId: this.hostId, reachable: true, domains, free: this.host.free() };
+    return {
+      hostId: this.hostId,
+      reachable: true,
+      domains,
+      free: this.host.free(),
+      load: this.host.cpuLoad(),
+    };
   }
 
   async close(): Promise<void> {

@@ -42,7 +42,7 @@ export const fence: TaskHandler = async (task, ctx) => {
   if (driver instanceof SimDriver) {
     await driver.powerOff();
     ctx.log.warn("host fenced", { hostId: host.id, method: "sim-power-off" });
-    return { fenced: true, method: "sim-power-off" };
+    return { fenced: true, method: "sim-power-off", verified: true };
   }
   throw fail(FenceErrorCode.unavailable, `host ${host.id} has no fence configured`);
 };

@@ -102,19 +102,20 @@ afterAll(async () => {
 const taskResults = (taskId: string) =>
   reader.reports.filter((r): r is TaskResult => r.type === "task_result" && r.taskId === taskId);
 
-async function sendFence(hostId: string): Promise<AgentTask> {
+async function sendTask(kind: AgentTask["kind"], hostId: string, payload = {}): Promise<AgentTask> {
   const task: AgentTask = {
     taskId: `task-${randomUUID().slice(0, 8)}`,
-    requestId: "req-fence",
+    requestId: `req-${kind}`,
     site: "local",
-    kind: "fence",
+    kind,
     hostId,
-    payload: {},
+    payload,
     deadline: new Date(Date.now() + 60_000).toISOString(),
   };
   await sqs.send(commandQueueUrl, await signTask(task, signer));
   return task;
 }
+const sendFence = (hostId: string) => sendTask("fence", hostId);
 
 describe("fence tasks", () => {
   it("powers a sim host off: its guests stop, it reports unreachable, and the task reports fenced once", async () => {
@@ -188,6 +189,43 @@ describe("fence tasks", () => {
     const task = await sendFence("elsewhere");
     const [r] = await waitFor(() => taskResults(task.taskId).length > 0 && taskResults(task.taskId), 20_000);
     expect(r).toMatchObject({ ok: false, error: { code: "host_unknown" } });
+  });
+});
+
+describe("purge tasks", () => {
+  it("destroys a stray domain of a VM on the host named, once, and succeeds when it is already gone", async () => {
+    const cmd: AgentCommand = {
+      opId: "op-stray",
+      requestId: "req-stray",
+      action: "start",
+      site: "local",
+      hostId: "flaky",
+      vmId: "vm-stray",
+      vmName: "stray",
+      spec: { vcpus: 1, memoryMiB: 256 },
+      deadline: new Date(Date.now() + 60_000).toISOString(),
+      attempt: 1,
+    };
+    await sqs.send(commandQueueUrl, await signCommand(cmd, signer));
+    await waitFor(() => world.locate("vm-stray")?.domain.state === "running", 8_000, "stray running");
+    const result = async (task: AgentTask) =>
+      (await waitFor(() => taskResults(task.taskId).length > 0 && taskResults(task.taskId), 10_000))[0];
+
+    const purge = await sendTask("purge", "flaky", { vmId: "vm-stray" });
+    expect(await result(purge)).toMatchObject({
+      ok: true,
+      kind: "purge",
+      hostId: "flaky",
+      data: { vmId: "vm-stray", purged: true, powerState: "absent" },
+    });
+    expect(world.locate("vm-stray")).toBeUndefined();
+    // Again (a second report of the same stray): nothing there, still success.
+    expect(await result(await sendTask("purge", "flaky", { vmId: "vm-stray" }))).toMatchObject({ ok: true });
+    // A purge naming no VM, or a host this agent does not drive, is refused.
+    expect(await result(await sendTask("purge", "flaky"))).toMatchObject({
+      ok: false,
+      error: { code: "invalid_task" },
+    });
   });
 });
 

@@ -5,6 +5,7 @@
 import type { AgentTask } from "../../shared/contracts/index.ts";
 import { dnsPlugin } from "../plugins/dns/plugin.ts";
 import { fence } from "./fence.ts";
+import { purge } from "./purge.ts";
 import type { AgentPlugin, TaskHandler } from "./types.ts";
 
 export const AGENT_PLUGINS: Readonly<Record<string, AgentPlugin>> = { dns: dnsPlugin };
@@ -19,4 +20,8 @@ const runPlugin: TaskHandler = async (task, ctx) => {
   return plugin.run(task, ctx);
 };
 
-export const TASK_HANDLERS: Readonly<Record<AgentTask["kind"], TaskHandler>> = { plugin: runPlugin, fence };
+export const TASK_HANDLERS: Readonly<Record<AgentTask["kind"], TaskHandler>> = {
+  plugin: runPlugin,
+  fence,
+  purge,
+};

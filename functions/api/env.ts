@@ -9,5 +9,11 @@ export type ApiEnv = {
     log: Logger;
     /** What the request does, for `request` plugins (e.g. `vm.reboot`); derived from the route when unset. */
     action?: string;
+    /**
+     * The project the request acted on, when it is not the caller's own (an admin's request on another
+     * project's VM, cluster or listing). Set by routes (`actOn`) once the target is known and allowed;
+     * `request` plugins file the request under it.
+     */
+    project?: string;
   };
 };

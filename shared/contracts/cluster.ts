@@ -22,6 +22,8 @@ const ClusterBase = z.strictObject({
   labels: Labels.optional(),
   /** The scheduler policy for this cluster's members; the project's (or the site's default) when absent. */
   policy: PolicyName.optional(),
+  /** Lifetime asked for each member, in seconds from its placement (leases plugin). */
+  leaseSeconds: z.number().int().min(1).optional(),
 });
 
 /** Usher's `start` of many VMs: N alike (`count` + spec) or a mix (`members`). */

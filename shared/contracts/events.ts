@@ -54,5 +54,14 @@ export const EventFilter = z.object({
   until: Timestamp.optional(),
   /** `api.request` events that ended so. */
   outcome: RequestOutcome.optional(),
+  /**
+   * Events of this action, exactly. `api.request` records name the request's action: `vm.create`,
+   * `vm.start` (an action on a VM is `vm.<action>`), `vm.delete`, `cluster.reboot`,
+   * `vm.lease.renew`, `event.list`, … (`<METHOD> <path>` for a route without a name). Operation
+   * events (`op.*`) carry the bare operation's action (`start`), so `action=start` finds those.
+   */
+  action: z.string().min(1).max(128).optional(),
+  /** Events caused by this subject (a token's `sub`): its requests, and the changes they made. */
+  actor: z.string().min(1).max(256).optional(),
 });
 export type EventFilter = z.infer<typeof EventFilter>;

@@ -58,12 +58,19 @@ export const HostDrain = z
   .meta({ id: "HostDrain" });
 export type HostDrain = z.infer<typeof HostDrain>;
 
+/**
+ * `fence_failed`: the fence failed, timed out, or the host showed running guests before anything was
+ * restarted (nothing moved; the host is `down` again). `fence_breached`: the host showed running
+ * guests after restarts began: restarts stop, and copies of VMs already restarted elsewhere are purged
+ * from it by the agent.
+ */
 export const EvacuationStatus = z.enum([
   "fencing",
   "fence_failed",
   "awaiting_confirmation",
   "evacuating",
   "done",
+  "fence_breached",
 ]);
 export type EvacuationStatus = z.infer<typeof EvacuationStatus>;
 

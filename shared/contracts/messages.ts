@@ -77,7 +77,12 @@ export const HostInventory = z.object({
   error: ErrorInfo.optional(),
   domains: z.array(DomainReport),
   free: z.object({ vcpus: z.number(), memoryMiB: z.number() }).optional(),
-  load: z.number().optional(),
+  /**
+   * How busy the host's CPUs are, as a fraction of all of them (1 = every CPU busy; may exceed 1):
+   * KVM the one-minute load average over the CPUs, Xen the CPU time its domains used since the last
+   * report, sim its running vCPUs over its CPUs. Absent until the driver has a reading.
+   */
+  load: z.number().min(0).optional(),
 });
 export type HostInventory = z.infer<typeof HostInventory>;
 
@@ -92,18 +97,19 @@ export const AgentInventory = z.object({
 export type AgentInventory = z.infer<typeof AgentInventory>;
 
 /**
- * Work for the agent that is not a VM operation: a plugin that runs on premises (DNS, say) or the
- * fencing of a failed host. Signed like commands (the `task` claim) and sent on the same queue.
+ * Work for the agent that is not a VM operation: a plugin that runs on premises (DNS, say), the
+ * fencing of a failed host, or the purge of a stray copy of a VM from a host whose fence did not hold
+ * (`payload.vmId`; the VM runs elsewhere). Signed like commands (the `task` claim), on the same queue.
  */
 export const AgentTask = z.object({
   taskId: z.string(),
   requestId: z.string().optional(),
   site: z.string(),
-  kind: z.enum(["plugin", "fence"]),
+  kind: z.enum(["plugin", "fence", "purge"]),
   /** For `plugin`: the agent-side plugin to run, and the event it is run for. */
   plugin: z.string().optional(),
   event: z.string().optional(),
-  /** For `fence`, the host to fence; for a plugin, the host it concerns if any. */
+  /** For `fence`, the host to fence; for `purge`, the host to remove the domain from; for a plugin, the host it concerns if any. */
   hostId: z.string().optional(),
   /** The plugin's input (e.g. `{ name, address }` for DNS). */
   payload: z.record(z.string(), z.unknown()).default({}),

@@ -32,6 +32,37 @@ export const Rejections = z
   .record(z.string(), z.object({ count: z.number().int(), reason: z.string() }))
   .meta({ id: "Rejections" });
 
+/** An acceptable host: its total score and each weigher's 0..1 score. */
+const Candidate = z.object({
+  hostId: z.string(),
+  score: z.number(),
+  scores: z.record(z.string(), z.number()),
+});
+
+/** The most candidates a gang's step lists: a 24-member gang over 1,000 hosts in full would be megabytes. */
+export const GANG_STEP_CANDIDATES = 20;
+
+/**
+ * One member's decision in a gang, over the site as the gang had filled it by then (the members
+ * placed before it applied). For the first member of a hard-affinity group the demand weighed is the
+ * whole group's, as the gang chooses that group's host for all of them.
+ */
+export const DryRunGangStep = z
+  .object({
+    /** `<role>-<n>`, as in `assignments`. */
+    member: z.string(),
+    /** The host this member took as the gang filled the site (even if a later member failed); null when none fit. */
+    hostId: z.string().nullable(),
+    /** How many hosts were acceptable; `candidates` lists the best of them. */
+    total: z.number().int(),
+    /** The best acceptable hosts (at most 20), best first. */
+    candidates: z.array(Candidate).max(GANG_STEP_CANDIDATES),
+    /** Why the other hosts were rejected for this member. */
+    rejections: Rejections,
+  })
+  .meta({ id: "SchedulerDryRunGangStep" });
+export type DryRunGangStep = z.infer<typeof DryRunGangStep>;
+
 export const DryRunResponse = z
   .object({
     site: z.string(),
@@ -39,10 +70,8 @@ export const DryRunResponse = z
     policy: z.string(),
     /** Hosts of the site the filters looked at. */
     considered: z.number().int(),
-    /** One VM: every acceptable host, best first, with its total and each weigher's 0..1 score. Empty for a gang. */
-    candidates: z.array(
-      z.object({ hostId: z.string(), score: z.number(), scores: z.record(z.string(), z.number()) }),
-    ),
+    /** One VM: every acceptable host, best first. Empty for a gang (see `gang.steps`). */
+    candidates: z.array(Candidate),
     /** Why hosts were rejected (for a gang: for the member that found no host). */
     rejections: Rejections,
     /** Why nothing fits, as a failed start would say; null when something does. */
@@ -53,6 +82,11 @@ export const DryRunResponse = z
         placed: z.boolean(),
         assignments: z.array(z.object({ member: z.string(), hostId: z.string().nullable() })),
         failedMember: z.string().nullable(),
+        /**
+         * Each member's decision in the order the gang placed them (largest first), up to and
+         * including the member that found no host when the gang fails.
+         */
+        steps: z.array(DryRunGangStep),
       })
       .nullable(),
   })

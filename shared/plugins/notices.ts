@@ -11,7 +11,8 @@ const BY_TYPE: Record<string, NotifyEvent> = {
 
 /**
  * `op.succeeded` → the action's name, `op.failed` → `<action>_failure`; an event whose data carries
- * `state: { from, to }` with a change → also `state_change`; host and lease events by name.
+ * `state: { from, to }` with a change → also `state_change`; one whose data names `leftHome` (the VM
+ * gave up its home host in that transaction) → also `vm_released`; host and lease events by name.
  */
 export function noticeEvents(type: string, data: Record<string, unknown> | undefined): NotifyEvent[] {
   const out: NotifyEvent[] = [];
@@ -22,5 +23,6 @@ export function noticeEvents(type: string, data: Record<string, unknown> | undef
   const state = data?.state as { from?: unknown; to?: unknown } | undefined;
   if (state && typeof state === "object" && state.to !== undefined && state.from !== state.to)
     out.push("state_change");
+  if (typeof data?.leftHome === "string") out.push("vm_released");
   return out;
 }

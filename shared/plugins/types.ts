@@ -7,7 +7,7 @@
  * - **Request hooks** (`<action>_request`): in the API, before anything is written, claimed or
  *   enqueued. May veto (the caller sees the reason) or adjust the spec and arguments.
  * - **Notifications** (`<action>`, `<action>_failure`, `state_change`, `register`, `unregister`,
- *   `host_down`, `lease_expiring`, `lease_expired`): after the change is committed, from an outbox
+ *   `host_down`, `lease_expiring`, `lease_expired`, `vm_released`): after the change is committed, from an outbox
  *   written in the same transaction, at least once. A failing one is logged and retried later; it
  *   never blocks or loses the operation.
  * - **`request`**: every API request, accepted or rejected, with its outcome, after the response.
@@ -40,6 +40,8 @@ export const NOTIFY_EVENTS = [
   "pause",
   "unpause",
   "migrate",
+  "suspend",
+  "resume",
   "delete",
   "start_failure",
   "shutdown_failure",
@@ -49,6 +51,8 @@ export const NOTIFY_EVENTS = [
   "pause_failure",
   "unpause_failure",
   "migrate_failure",
+  "suspend_failure",
+  "resume_failure",
   "delete_failure",
   "state_change",
   "register",
@@ -56,6 +60,12 @@ export const NOTIFY_EVENTS = [
   "host_down",
   "lease_expiring",
   "lease_expired",
+  /**
+   * A VM gave up its home host (destroy, delete, a failed start that had placed it, drift, an
+   * evacuation), and with it its address and quota charge. `data.vm` holds its name, site and network
+   * as they were; `data.leftHome` the host.
+   */
+  "vm_released",
 ] as const satisfies readonly (OpAction | `${OpAction}_failure` | string)[];
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
 
@@ -82,8 +92,10 @@ export type ActionRequest = {
   spec: VmSpec;
   /** Action arguments (`targetHostId`, `live`); adjustable. */
   args: Record<string, unknown>;
-  /** Set for a new VM. */
-  create?: { name: string; clusterId?: string | undefined } | undefined;
+  /** Set for a new VM: its name, cluster and labels as asked. */
+  create?:
+    | { name: string; clusterId?: string | undefined; labels?: Record<string, string> | undefined }
+    | undefined;
   /** Set for an action on an existing VM. */
   vm?: VmItem | undefined;
 };
@@ -119,7 +131,10 @@ export type RequestRecord = {
   /** `vm.create`, `vm.start`, `cluster.create`, `host.patch`, … or `<method> <route>` when unnamed. */
   action: string;
   subject?: string | undefined;
+  /** The project the request acted on (an admin may act on another's); the caller's when unknown. */
   project?: string | undefined;
+  /** The caller's own project, when it is not `project`. */
+  actorProject?: string | undefined;
   status: number;
   outcome: "accepted" | "rejected" | "failed";
   /** The problem's code for a rejected or failed request. */

@@ -16,7 +16,7 @@ export type GangResult =
   | { failed: number; rejections: Rejections; considered: number };
 
 /** Larger first: devices are the scarcest, then memory, then vCPUs; equal members keep their order. */
-function largestFirst(demands: readonly Demand[]): number[] {
+export function largestFirst(demands: readonly Demand[]): number[] {
   const devices = demands.map((d) => Object.values(d.devices).reduce((a, n) => a + n, 0));
   return demands
     .map((_, i) => i)
@@ -33,7 +33,7 @@ function largestFirst(demands: readonly Demand[]): number[] {
  * The demand that chooses the host for the first member of a hard-affinity group: the whole group's
  * amounts, so the host chosen can take every member (they will all have to go there).
  */
-function groupDemand(snapshot: Snapshot, demands: readonly Demand[], i: number): Demand {
+export function groupDemand(snapshot: Snapshot, demands: readonly Demand[], i: number): Demand {
   const d = demands[i]!;
   const group = d.affinityGroup;
   if (group === undefined || snapshot.members.groupHosts.has(group)) return d;

@@ -112,8 +112,9 @@ export async function createCluster(
         project: ctx.principal.project,
         site,
         spec: m.spec,
-        args: {},
-        create: { name, clusterId: cluster.id },
+        // A lease is asked for per cluster: every member's start carries it (leases plugin).
+        args: body.leaseSeconds === undefined ? {} : { leaseSeconds: body.leaseSeconds },
+        create: { name, clusterId: cluster.id, labels: m.labels },
       });
       made.push(
         newVmItems(deps, ctx, {

@@ -139,6 +139,8 @@ async function submit(
   const vm = await getVmItem(deps, vmId);
   // Gone, or only a migration's target here (it is homed here once that finishes, then moved on).
   if (!vm || vm.hostId !== host.id) return;
+  // Already leaving by a migration of someone else's: its outcome decides (moved, or drained next pass).
+  if (vm.migrationHostId && !entry?.opId) return;
   const prev = entry?.opId ? await getOpItem(deps, entry.opId) : undefined;
   if (prev && !isTerminal(prev)) return; // under way
   const failed = (prev && prev.status !== "succeeded") || (!prev && entry?.refused);
@@ -161,8 +163,9 @@ async function submit(
       { principal, requestId: drain.requestId, idempotency },
       vm.id,
       MIGRATE,
-      // A VM with work queued takes the migration after it; its turn decides whether it can move.
-      { deferStateCheck: !idle },
+      // A VM with work queued takes the migration after it; its turn decides whether it can move, and
+      // a VM that has left the host by then (a queued migration of its own) is not moved again.
+      { deferStateCheck: !idle, fromHostId: host.id },
     );
     opId = (res.body as { operation: { id: string } }).operation.id;
   } catch (err) {
@@ -256,6 +259,8 @@ function vmStatus(
 ): Pick<DrainVm, "status" | "error"> {
   if (vm && vm.hostId !== host.id) return { status: "arriving", error: null };
   if (op && !isTerminal(op)) return { status: "migrating", error: null };
+  // Leaving by a migration the drain did not submit.
+  if (vm?.migrationHostId && !op) return { status: "migrating", error: null };
   if (op && op.status !== "succeeded") {
     return {
       status: "failed",

@@ -1,12 +1,21 @@
 /**
  * The scheduler's dry run: what the pipeline would decide for a VM or a cluster's gang over the
- * site as it stands, with every candidate's scores and every filter's rejections. Claims nothing.
+ * site as it stands, with every candidate's scores and every filter's rejections (for a gang, member
+ * by member as the gang fills the site). Claims nothing.
  */
 import type { Principal } from "../auth/principal.ts";
-import type { DryRunRequest, DryRunResponse } from "../contracts/scheduler.ts";
+import {
+  type DryRunGangStep,
+  type DryRunRequest,
+  type DryRunResponse,
+  GANG_STEP_CANDIDATES,
+} from "../contracts/scheduler.ts";
 import { ValidationError } from "../errors.ts";
-import { placeGang } from "../scheduler/gang.ts";
-import { dryRun, explain } from "../scheduler/pipeline.ts";
+import { groupDemand, largestFirst, placeGang } from "../scheduler/gang.ts";
+import { dryRun, explain, placeOne, type Snapshot } from "../scheduler/pipeline.ts";
+import type { Policy } from "../scheduler/policy.ts";
+import type { Registry } from "../scheduler/registry.ts";
+import type { Demand } from "../scheduler/types.ts";
 import { checkPolicyName, expand, MAX_CLUSTER_VMS, specOf } from "./clusters.ts";
 import type { Deps } from "./context.ts";
 import { demandOf, loadSnapshot, policyFor } from "./site-snapshot.ts";
@@ -46,6 +55,8 @@ export async function schedulerDryRun(
   });
   const demands = members.map((m) => demandOf({ project, spec: m.spec, placement: m.placement }));
   const { snapshot } = await loadSnapshot(deps, site, { project, demands });
+  // The steps first: they leave the snapshot as it was, while a gang that fits leaves it filled.
+  const steps = gangSteps(snapshot, demands, names, policy, registry);
   const r = placeGang(snapshot, demands, policy, registry);
   const failed = "failed" in r ? r : undefined;
   return {
@@ -64,6 +75,44 @@ export async function schedulerDryRun(
         hostId: "assignments" in r ? r.assignments[i]! : null,
       })),
       failedMember: failed ? names[failed.failed]! : null,
+      steps,
     },
   };
+}
+
+/**
+ * The gang's decisions one member at a time, as `placeGang` makes them: largest first, each over the
+ * snapshot holding the members before it, up to the first member that finds no host. Each step lists
+ * the best `GANG_STEP_CANDIDATES` hosts of the member's dry run. Leaves the snapshot as it found it.
+ */
+export function gangSteps(
+  snapshot: Snapshot,
+  demands: readonly Demand[],
+  names: readonly string[],
+  policy: Policy,
+  registry?: Registry,
+): DryRunGangStep[] {
+  const steps: DryRunGangStep[] = [];
+  const applied: [string, Demand][] = [];
+  try {
+    for (const i of largestFirst(demands)) {
+      const demand = groupDemand(snapshot, demands, i);
+      const run = dryRun(snapshot, demand, policy, registry);
+      // The host the gang takes (the best candidate, by the same scores), from the gang's own call.
+      const hostId = placeOne(snapshot, demand, policy, registry).hostId;
+      steps.push({
+        member: names[i]!,
+        hostId: hostId ?? null,
+        total: run.candidates.length,
+        candidates: run.candidates.slice(0, GANG_STEP_CANDIDATES),
+        rejections: run.rejections,
+      });
+      if (hostId === undefined) break;
+      snapshot.apply(hostId, demands[i]!);
+      applied.push([hostId, demands[i]!]);
+    }
+  } finally {
+    for (const [hostId, d] of applied.reverse()) snapshot.release(hostId, d);
+  }
+  return steps;
 }

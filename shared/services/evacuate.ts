@@ -10,12 +10,18 @@
  *                               └─ failure or no report by the deadline ─▶ down, fence_failed
  *
  * Confirmation (`USHER_EVACUATE_CONFIRM`): `agent` trusts the agent's report that the fence action
- * succeeded; `agent+admin` (the default) also waits for an admin who has checked the host is off.
+ * succeeded and was verified (a fence without a verify command still waits for an admin);
+ * `agent+admin` (the default) always also waits for an admin who has checked the host is off.
  * The host stays `fenced`, out of placement, until an admin enables it again.
+ *
+ * A fenced host that later shows running guests did not stay fenced (fencedHostReported): before any
+ * restart the evacuation fails (`fence_failed`, host `down`, nothing moved); once restarts began they
+ * stop (`fence_breached`), and the copy of each VM already restarted elsewhere is purged from the
+ * host by its agent, as Nova's compute service destroys evacuated instances when their host returns.
  */
 import type { Principal } from "../auth/principal.ts";
 import type { ErrorInfo } from "../contracts/common.ts";
-import type { TaskResult } from "../contracts/messages.ts";
+import type { HostInventory, TaskResult } from "../contracts/messages.ts";
 import { ConflictError, ErrorCode, NotFoundError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { updateOf } from "../store/base.ts";
@@ -27,7 +33,9 @@ import { continueEvacuation } from "./evacuation.ts";
 import { eventItem } from "./events.ts";
 import { transactOnHost } from "./host-records.ts";
 import { getHostItem } from "./hosts.ts";
+import { SNAPSHOT_MARGIN_MS } from "./reconcile.ts";
 import { sendTask } from "./tasks.ts";
+import { getVmItem } from "./vms.ts";
 
 type Ctx = { principal: Principal; requestId: string };
 
@@ -114,7 +122,10 @@ export async function recordFenceResult(deps: Deps, site: string, r: TaskResult)
     );
     return;
   }
-  const next = deps.config.evacuateConfirm === "agent" ? "evacuating" : "awaiting_confirmation";
+  // A fence whose power-off the agent could not verify (no verify command) waits for an admin even
+  // in `agent` mode: trusting an unchecked power-off is how two copies of a VM end up running.
+  const verified = r.data?.verified === true;
+  const next = deps.config.evacuateConfirm === "agent" && verified ? "evacuating" : "awaiting_confirmation";
   const now = deps.now().toISOString();
   try {
     await transactOnHost(deps, [
@@ -245,6 +256,112 @@ async function fenceFailed(deps: Deps, host: HostItem, taskId: string, error: Er
   } catch (err) {
     if (failedConditions(err)?.length) return false;
     throw err;
+  }
+}
+
+/**
+ * An inventory from a fenced host that its agent could reach. Guests of Usher's running on it, seen
+ * after the fence was recorded (with the drift margin for clock skew), mean the fence did not hold;
+ * see the module comment. Guests shut off (a fenced host powered on again) are what a fence leaves.
+ */
+export async function fencedHostReported(
+  deps: Deps,
+  host: HostItem,
+  inv: HostInventory,
+  at: string,
+): Promise<void> {
+  const ev = host.evacuation;
+  // While fencing, the fence's own report decides; an inventory read before the fence says nothing.
+  if (!inv.reachable || host.state !== "fenced" || !ev?.fencedAt) return;
+  if (Date.parse(at) <= Date.parse(ev.fencedAt) + SNAPSHOT_MARGIN_MS) return;
+  const live = inv.domains.filter(
+    (d): d is typeof d & { vmId: string } =>
+      d.vmId !== undefined && (d.powerState === "running" || d.powerState === "paused"),
+  );
+  if (live.length === 0) return;
+  const log = deps.log.child({ hostId: host.id, taskId: ev.taskId, requestId: ev.requestId });
+  const seen = live.map((d) => ({ vmId: d.vmId, powerState: d.powerState }));
+  if (ev.status === "awaiting_confirmation") {
+    log.error("fenced host shows running guests before any restart: the fence failed", { seen });
+    await fenceBroken(deps, host, "awaiting_confirmation", {
+      set: {
+        state: "down",
+        "evacuation.status": "fence_failed",
+        "evacuation.error": contradicted(host, seen),
+      },
+      event: "host.fence_failed",
+      data: { error: contradicted(host, seen) },
+    });
+    return;
+  }
+  if (ev.status === "evacuating" || ev.status === "done") {
+    log.error("fenced host shows running guests after restarts began: restarts stop, strays purged", {
+      seen,
+    });
+    await fenceBroken(deps, host, ev.status, {
+      set: { "evacuation.status": "fence_breached", "evacuation.error": contradicted(host, seen) },
+      event: "host.fence_breached",
+      data: { seen },
+    });
+  }
+  if (ev.status === "fence_failed") return;
+  // Each running copy of a VM now homed elsewhere is the stray one. Sent again on every such report
+  // until it is gone (destroy is idempotent); a VM still homed here runs here and is left alone.
+  for (const d of live) {
+    const vm = await getVmItem(deps, d.vmId);
+    if (!vm || vm.hostId === host.id || vm.migrationHostId === host.id) continue;
+    try {
+      await sendTask(deps, {
+        requestId: ev.requestId,
+        site: host.site,
+        kind: "purge",
+        hostId: host.id,
+        payload: { vmId: d.vmId },
+      });
+    } catch (err) {
+      log.error("purge task not sent; the next report tries again", { err, vmId: d.vmId });
+    }
+  }
+}
+
+const contradicted = (host: HostItem, seen: { vmId: string }[]): ErrorInfo => ({
+  code: "fence_contradicted",
+  message: `host ${host.id} reported ${seen.length} running guest(s) after its fence was reported`,
+  details: { vmIds: seen.map((s) => s.vmId) },
+});
+
+/** Moves a fenced host's evacuation on from `from` (once: a repeat report finds it moved). */
+async function fenceBroken(
+  deps: Deps,
+  host: HostItem,
+  from: string,
+  what: { set: Record<string, unknown>; event: string; data: Record<string, unknown> },
+): Promise<void> {
+  const ev = host.evacuation!;
+  const now = deps.now().toISOString();
+  try {
+    await transactOnHost(deps, [
+      {
+        Update: updateOf(
+          deps.db.table,
+          keys.host(host.id),
+          { set: { ...what.set, "evacuation.finishedAt": now, updatedAt: now } },
+          {
+            expr: "#state = :fenced AND #ev.#st = :from AND #ev.taskId = :task",
+            names: { "#state": "state", "#ev": "evacuation", "#st": "status" },
+            values: { ":fenced": "fenced", ":from": from, ":task": ev.taskId },
+          },
+        ),
+      },
+      eventItem(deps, {
+        subjectPk: keys.host(host.id).pk,
+        type: what.event,
+        requestId: ev.requestId,
+        data: { taskId: ev.taskId, ...what.data },
+      }),
+    ]);
+  } catch (err) {
+    if (!failedConditions(err)?.length) throw err;
   }
 }
 

@@ -26,12 +26,12 @@ import type { ClaimItem, EvacuatedVmItem, HostItem, OpItem, VmItem } from "../st
 import { keys } from "../store/keys.ts";
 import { getClaim, releaseItems } from "./capacity.ts";
 import type { Deps } from "./context.ts";
-import { eventItem } from "./events.ts";
+import { eventItem, leftHomeData } from "./events.ts";
 import { enqueueNext } from "./finish.ts";
 import { hostClaims, hostItems, opAtSeq, transactOnHost } from "./host-records.ts";
 import { getHostItem } from "./hosts.ts";
 import { LIFECYCLE } from "./lifecycle.ts";
-import { enqueueOps, newOp, putOpItem } from "./operations.ts";
+import { enqueueOps, getOpItem, newOp, putOpItem } from "./operations.ts";
 import { getVmItem } from "./vms.ts";
 
 export const HOST_FENCED = "host_fenced";
@@ -119,8 +119,12 @@ async function evacuateClaim(deps: Deps, host: HostItem, listed: ClaimItem): Pro
     project: vm.project,
     roles: ["admin"] as const,
   };
+  // The restart asks what the start that placed the VM here asked, as site policy recorded it then
+  // (an address range open to the owner's role, a lease), but never that start's target host.
+  const placing = restart ? await getOpItem(deps, claim.opId) : undefined;
+  const { targetHostId: _, ...args } = placing?.action === "start" ? placing.args : {};
   const start = restart
-    ? newOp(deps, { vm, action: "start", principal, requestId: ev.requestId, seq: vm.opSeq + 1 })
+    ? newOp(deps, { vm, action: "start", args, principal, requestId: ev.requestId, seq: vm.opSeq + 1 })
     : undefined;
   const now = deps.now().toISOString();
   const state: VmState = restart || vm.state !== "error" || cur ? "stopped" : "error";
@@ -145,7 +149,7 @@ async function evacuateClaim(deps: Deps, host: HostItem, listed: ClaimItem): Pro
       data: {
         hostId: host.id,
         restartOpId: start?.id ?? null,
-        ...(rehome ? { rehomedTo: rehome } : {}),
+        ...(rehome ? { rehomedTo: rehome } : leftHomeData(vm)),
         // The state change rides on the failed operation's event when there is one.
         ...(cur || state === vm.state ? {} : { state: { from: vm.state, to: state } }),
       },

@@ -41,6 +41,19 @@ describe("filterOf", () => {
     expect(f.names).toMatchObject({ "#data": "data", "#outcome": "outcome", "#project": "project" });
   });
 
+  it("matches the actor and a record's action exactly", () => {
+    const f = filterOf({ type: "api.request", action: "vm.start", actor: "root" }, "p1");
+    expect(f).toMatchObject({
+      expr: "#project = :project AND #type = :type AND #actor = :actor AND #data.#action = :action",
+      names: { "#actor": "actor", "#data": "data", "#action": "action" },
+      values: { ":actor": "root", ":action": "vm.start" },
+    });
+    // Both data fields share one `#data` name.
+    expect(filterOf({ outcome: "accepted", action: "vm.create" }).expr).toBe(
+      "#data.#outcome = :outcome AND #data.#action = :action",
+    );
+  });
+
   it("has no expression when nothing is filtered", () => {
     expect(filterOf({}).expr).toBeUndefined();
   });

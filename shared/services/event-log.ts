@@ -69,7 +69,7 @@ export function idBounds(since?: string, until?: string): { lo: string; hi: stri
 
 /** The filter expression for what the key cannot select. */
 export function filterOf(
-  filter: Pick<EventFilter, "type" | "requestId" | "opId" | "outcome">,
+  filter: Pick<EventFilter, "type" | "requestId" | "opId" | "outcome" | "action" | "actor">,
   project?: string,
 ): { expr?: string; names: Record<string, string>; values: Record<string, unknown> } {
   const parts: string[] = [];
@@ -99,10 +99,19 @@ export function filterOf(
     names["#opId"] = "opId";
     eq("opId", filter.opId);
   }
+  if (filter.actor) {
+    names["#actor"] = "actor";
+    eq("actor", filter.actor);
+  }
   if (filter.outcome) {
     names["#data"] = "data";
     names["#outcome"] = "outcome";
     eq("outcome", filter.outcome, "#data.#outcome");
+  }
+  if (filter.action) {
+    names["#data"] = "data";
+    names["#action"] = "action";
+    eq("action", filter.action, "#data.#action");
   }
   return { ...(parts.length ? { expr: parts.join(" AND ") } : {}), names, values };
 }

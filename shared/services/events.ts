@@ -6,6 +6,7 @@
 import { newId } from "../ids.ts";
 import { noticeEvents } from "../plugins/notices.ts";
 import { notExists, putOf, type TxItem } from "../store/base.ts";
+import type { VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
 
@@ -47,5 +48,17 @@ export function eventItem(deps: Deps, e: EventInput): TxItem {
       },
       notExists,
     ),
+  };
+}
+
+/**
+ * Event data for a VM giving up its home host in the event's transaction: raises `vm_released`, and
+ * keeps what plugins acting afterwards need of it (its address is released in that same transaction).
+ */
+export function leftHomeData(vm: VmItem): Record<string, unknown> {
+  if (!vm.hostId) return {};
+  return {
+    leftHome: vm.hostId,
+    vm: { name: vm.name, site: vm.site, ...(vm.network ? { network: vm.network } : {}) },
   };
 }

@@ -12,7 +12,7 @@ import type { ClaimItem, OpItem, VmItem } from "../store/items.ts";
 import { keys, pad } from "../store/keys.ts";
 import { getClaim, releaseItems } from "./capacity.ts";
 import type { Deps } from "./context.ts";
-import { eventItem } from "./events.ts";
+import { eventItem, leftHomeData } from "./events.ts";
 import { LIFECYCLE, stateFromPower } from "./lifecycle.ts";
 import { enqueueOps } from "./operations.ts";
 
@@ -129,6 +129,7 @@ export async function finishOperation(
   ];
   let released: ClaimItem[] = [];
   let stateChange: { from: string; to: string } | undefined;
+  let leftHome = false;
   if (vm) {
     const p = plan(op, vm, outcome, opts.dispatched);
     released = await claimsToRelease(deps, vm, op, p, outcome.ok || opts.dispatched);
@@ -136,6 +137,7 @@ export async function finishOperation(
     if (to && to !== vm.state) stateChange = { from: vm.state, to };
     // The VM leaves its home host: resource plugins (addresses, quotas) give back in this transaction.
     const leavesHome = vm.hostId !== undefined && released.some((c) => c.hostId === vm.hostId);
+    leftHome = leavesHome;
     const contributions = leavesHome ? await deps.plugins.release(deps, { op, vms: [vm] }) : [];
     const extra = vmChanges(contributions, vm.id);
     // The VM's turn advances by exactly one: this operation must be the one whose turn it was.
@@ -178,9 +180,9 @@ export async function finishOperation(
         ...(outcome.ok ? {} : { error: outcome.error }),
         released: released.map((c) => c.hostId),
         ...(stateChange ? { state: stateChange } : {}),
-        // The address may be released in this very transaction (destroy, delete): plugins that act
-        // on it afterwards (DNS) find it here.
-        ...(vm?.network ? { vm: { name: vm.name, site: vm.site, network: vm.network } } : {}),
+        // The address may be released in this very transaction (destroy, delete, a failed start):
+        // plugins that act on it afterwards (DNS) find it here.
+        ...(vm && leftHome ? leftHomeData(vm) : {}),
       },
     }),
   );

@@ -20,7 +20,7 @@ import type { ClaimItem, VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import { releaseItems } from "./capacity.ts";
 import type { Deps } from "./context.ts";
-import { eventItem } from "./events.ts";
+import { eventItem, leftHomeData } from "./events.ts";
 import { getVmItem } from "./vms.ts";
 
 export type DriftPolicy = "adopt" | "error";
@@ -156,6 +156,7 @@ async function apply(deps: Deps, vm: VmItem, claim: ClaimItem, drift: Drift, at:
         policy,
         inventoryAt: at,
         applied: { state, released: drift.kind === "missing" && policy === "adopt" },
+        ...(drift.kind === "missing" && policy === "adopt" ? leftHomeData(vm) : {}),
         ...(state !== vm.state ? { state: { from: vm.state, to: state } } : {}),
       },
     }),

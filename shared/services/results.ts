@@ -10,6 +10,7 @@ import { transact, updateOf } from "../store/base.ts";
 import { failedConditions } from "../store/errors.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
+import { fencedHostReported } from "./evacuate.ts";
 import { eventItem } from "./events.ts";
 import { finishOperation } from "./finish.ts";
 import { getHostItem } from "./hosts.ts";
@@ -173,6 +174,9 @@ async function recordInventory(deps: Deps, site: string, inv: AgentInventory): P
       if (!failedConditions(err)?.length) throw err;
       continue; // the host changed meanwhile; the next inventory tries again
     }
-    await reconcileHost(deps, h, inv.at);
+    // A host being fenced, or fenced, is the evacuation's: its guests are not drift to correct, but a
+    // running one may show that the fence did not hold.
+    if (host.state === "fencing" || host.state === "fenced") await fencedHostReported(deps, host, h, inv.at);
+    else await reconcileHost(deps, h, inv.at);
   }
 }

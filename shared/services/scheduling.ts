@@ -111,6 +111,14 @@ async function route(deps: Deps, op: OpItem, vm: VmItem): Promise<void> {
     }
     throw new UsherError(ErrorCode.invalidState, `cannot ${op.action} a VM that has no host`);
   }
+  if (op.action === "migrate" && typeof op.args.fromHostId === "string" && op.args.fromHostId !== vm.hostId) {
+    // A drain's migration of a VM that has left the draining host since (another migration won).
+    throw new UsherError(
+      ErrorCode.invalidState,
+      `the VM left host ${op.args.fromHostId} before this migration's turn: nothing to move`,
+      { details: { fromHostId: op.args.fromHostId, hostId: vm.hostId } },
+    );
+  }
   const source = required(await getHostItem(deps, vm.hostId), vm.hostId);
   if (op.action === "migrate") {
     const target = vm.migrationHostId
@@ -163,6 +171,15 @@ export async function dispatch(
   host: HostItem,
   target?: HostItem,
 ): Promise<void> {
+  // A host being fenced, or fenced, runs nothing: a command there could only race its power-off or
+  // start a second copy of a VM its evacuation restarts elsewhere. The evacuation fails what is open.
+  for (const h of target ? [host, target] : [host]) {
+    if (h.state === "fencing" || h.state === "fenced") {
+      throw new UsherError(ErrorCode.hostUnavailable, `host ${h.id} is ${h.state}: it takes no commands`, {
+        details: { hostId: h.id, state: h.state },
+      });
+    }
+  }
   const cmd: AgentCommand = {
     opId: op.id,
     requestId: op.requestId,

@@ -121,6 +121,8 @@ async function redispatch(deps: Deps, listed: OpItem): Promise<void> {
   if (!vm || !host) return;
   const target =
     op.action === "migrate" && vm.migrationHostId ? await getHostItem(deps, vm.migrationHostId) : undefined;
+  // Never to a fenced host (or one being fenced): its evacuation fails the operation instead.
+  if ([host, target].some((h) => h?.state === "fencing" || h?.state === "fenced")) return;
   deps.log.warn("re-sending a command the agent has not acknowledged", {
     opId: op.id,
     requestId: op.requestId,

@@ -57,10 +57,27 @@ async function recordPluginResult(deps: Deps, site: string, r: TaskResult): Prom
   ]);
 }
 
+/** A purge of a stray copy (see evacuate.ts): recorded on the VM, loudly when it failed. */
+async function recordPurgeResult(deps: Deps, site: string, r: TaskResult): Promise<void> {
+  const vmId = typeof r.data?.vmId === "string" ? r.data.vmId : undefined;
+  const log = deps.log.child({ taskId: r.taskId, requestId: r.requestId, hostId: r.hostId, site, vmId });
+  if (r.ok) log.warn("stray copy purged from a fenced host");
+  else log.error("stray copy NOT purged from a fenced host: check it by hand", { error: r.error });
+  await transact(deps.db, [
+    eventItem(deps, {
+      subjectPk: vmId ? `VM#${vmId}` : `HOST#${r.hostId ?? "-"}`,
+      type: r.ok ? "vm.stray_purged" : "vm.stray_purge_failed",
+      requestId: r.requestId,
+      data: { taskId: r.taskId, hostId: r.hostId, ...(r.error ? { error: r.error } : {}) },
+    }),
+  ]);
+}
+
 const TASK_RESULTS: Record<TaskResult["kind"], TaskResultHandler> = {
   plugin: recordPluginResult,
   // A fence's outcome moves its host's evacuation on (or back to down); see evacuate.ts.
   fence: (deps, site, r) => recordFenceResult(deps, site, r),
+  purge: recordPurgeResult,
 };
 
 export async function recordTaskResult(deps: Deps, site: string, r: TaskResult): Promise<void> {

@@ -115,7 +115,7 @@ export async function createVm(deps: Deps, ctx: RequestContext, body: CreateVm):
       site,
       spec: asked,
       args: leaseSeconds === undefined ? {} : { leaseSeconds },
-      create: { name },
+      create: { name, labels },
     });
     const { vm, op, items } = newVmItems(deps, ctx, { name, site, spec, labels, placement, args });
     const response = { status: 202, body: { vm: vmView(vm), operation: opView(op) } };
@@ -215,10 +215,14 @@ export async function requestAction(
   ctx: RequestContext,
   vmId: string,
   req: VmActionRequest | { action: "delete" },
-  opts: { deferStateCheck?: boolean } = {},
+  opts: {
+    deferStateCheck?: boolean;
+    /** A migration only from this host: moot (refused in turn) if the VM left it meanwhile (drains). */
+    fromHostId?: string;
+  } = {},
 ): Promise<StoredResponse> {
   const { principal } = ctx;
-  const args: Record<string, unknown> = {};
+  const args: Record<string, unknown> = opts.fromHostId ? { fromHostId: opts.fromHostId } : {};
   if ("targetHostId" in req && req.targetHostId !== undefined) {
     if (!isAdmin(principal)) throw new UsherError(ErrorCode.forbidden, "targetHostId is for admins only");
     if (req.action !== "migrate" && req.action !== "start")

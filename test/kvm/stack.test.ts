@@ -149,6 +149,54 @@ describe.skipIf(!support.ok)("KVM hosts through the whole stack", () => {
     expect(after[1]!.allocated.memoryMiB - before[1]!.allocated.memoryMiB).toBe(64);
   });
 
+  it("drains a host: its running guests live-migrate to the other host and it reports drained", async () => {
+    const [h1, h2] = bed.hosts.map((h) => h.id) as [string, string];
+    const guests: string[] = [];
+    for (const name of ["drain-a", "drain-b"]) {
+      const { vm: created, operation } = await create(name);
+      expect((await t.waitForOperation(operation.id, token)).status).toBe("succeeded");
+      if ((await vm(created.id)).hostId !== h1) {
+        const op = await act(created.id, "migrate", { targetHostId: h1 }, t.adminToken);
+        expect((await t.waitForOperation(op.id, token)).status).toBe("succeeded");
+      }
+      expect(await domstate(h1, created.id)).toBe("running");
+      guests.push(created.id);
+    }
+    const drain = await t.api<Host>(`/v1/hosts/${h1}/drain`, { method: "POST", token: t.adminToken });
+    expect(drain.status, JSON.stringify(drain.body)).toBe(202);
+    expect(drain.body.state).toBe("draining");
+
+    // A placement while the host drains goes elsewhere.
+    const { vm: fresh, operation } = await create("drain-new");
+    expect((await t.waitForOperation(operation.id, token)).status).toBe("succeeded");
+    expect((await vm(fresh.id)).hostId).toBe(h2);
+    guests.push(fresh.id);
+
+    // Two live migrations at once: about a minute each under TCG on a 2-core machine.
+    const until = Date.now() + 240_000;
+    let drained = await host(h1);
+    while (drained.state !== "drained" && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 500));
+      drained = await host(h1);
+    }
+    expect(drained.state, JSON.stringify(drained.drain)).toBe("drained");
+    expect(drained.drain).toMatchObject({ remaining: 0, failures: 0 });
+    expect(drained.allocated).toMatchObject({ vcpus: 0, memoryMiB: 0 });
+    for (const id of guests) {
+      // One domain, running on the other host; the API agrees.
+      expect(await domainsOf(id)).toEqual([h2]);
+      expect(await domstate(h2, id)).toBe("running");
+      expect(await vm(id)).toMatchObject({ state: "running", hostId: h2 });
+    }
+    const enabled = await t.api<Host>(`/v1/hosts/${h1}/enable`, { method: "POST", token: t.adminToken });
+    expect(enabled.status, JSON.stringify(enabled.body)).toBe(200);
+    expect(enabled.body.state).toBe("enabled");
+    for (const id of guests) {
+      const del = await t.api<{ operation: Operation }>(`/v1/vms/${id}`, { method: "DELETE", token });
+      expect((await t.waitForOperation(del.body.operation.id, token)).status).toBe("succeeded");
+    }
+  }, 360_000);
+
   it("survives SIGKILL of the agent during a start: the operation ends once, one domain, capacity right", async () => {
     const before = (await Promise.all(bed.hosts.map((h) => host(h.id)))).reduce(
       (n, h) => n + h.allocated.memoryMiB,

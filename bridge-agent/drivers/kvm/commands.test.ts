@@ -11,6 +11,7 @@ import {
   parseDomjobinfo,
   parseDomstate,
   parseFreecell,
+  parseLoadavg,
   parseNodeinfo,
   parseNodememstats,
   parseUuidList,
@@ -45,6 +46,7 @@ describe("virsh argv builders", () => {
     expect(cmd.metadata(URI, UUID)).toEqual([...V, "metadata", UUID, "https://usher.dev/xml/vm/1"]);
     expect(cmd.listAllUuids(URI)).toEqual([...V, "list", "--all", "--uuid"]);
     expect(cmd.nodeinfo(URI)).toEqual([...V, "nodeinfo"]);
+    expect(cmd.loadavg()).toEqual(["env", "LC_ALL=C", "cat", "/proc/loadavg"]);
     expect(cmd.domjobinfo(URI, UUID)).toEqual([...V, "domjobinfo", UUID]);
     expect(cmd.domuuidOf(URI, "vm-abc")).toEqual([...V, "domuuid", "usher-vm-abc"]);
     expect(cmd.start("qemu+ssh://root@10.0.0.2:2202/system?no_verify=1", UUID)[4]).toBe(
@@ -181,6 +183,14 @@ describe("parsers (outputs recorded from virsh 9.0)", () => {
     ]);
     expect(parseUuidList("\n")).toEqual([]);
     expect(() => parseUuidList("Id Name State\n")).toThrow(KvmError);
+  });
+
+  it("/proc/loadavg as a fraction of the host's CPUs", () => {
+    expect(parseLoadavg("1.50 0.58 0.59 2/611 12345\n", 2)).toBe(0.75);
+    expect(parseLoadavg("0.00 0.01 0.05 1/90 7", 8)).toBe(0);
+    expect(() => parseLoadavg("", 2)).toThrow(/unrecognised/);
+    expect(() => parseLoadavg("busy 1 1", 2)).toThrow(/unrecognised/);
+    expect(() => parseLoadavg("1.0 1 1", 0)).toThrow(/unrecognised/);
   });
 
   it("nodeinfo, nodememstats and freecell", () => {

@@ -80,6 +80,9 @@ export const dumpxml = (uri: string, uuid: string) => virsh(uri, "dumpxml", asse
 export const metadata = (uri: string, uuid: string) => virsh(uri, "metadata", assertUuid(uuid), USHER_NS);
 
 export const nodeinfo = (uri: string) => virsh(uri, "nodeinfo");
+
+/** The host kernel's load averages (guests are QEMU threads, so their CPU use is in them). */
+export const loadavg = () => [...C_LOCALE, "cat", "/proc/loadavg"];
 export const nodememstats = (uri: string) => virsh(uri, "nodememstats");
 export const freecell = (uri: string) => virsh(uri, "freecell", "--all");
 

@@ -3,22 +3,24 @@
  * capacity. Free is the host's CPUs and memory (`virsh nodeinfo`) less what running and paused
  * domains are given, the same accounting as the sim driver and the control plane's scheduler; the
  * kernel's own free memory moves with page cache and would not say what Usher may still place.
+ * Load is the host's one-minute load average over its CPUs (`/proc/loadavg`).
  */
 import type { DomainReport, HostInventory } from "../../../shared/contracts/index.ts";
 import { DriverErrorCode as E, isDriverError } from "../errors.ts";
 import * as cmd from "./commands.ts";
 import { KvmError, KvmErrorCode } from "./errors.ts";
 import type { VirshHost } from "./host.ts";
-import { parseNodeinfo, parseUuidList } from "./parse.ts";
+import { parseLoadavg, parseNodeinfo, parseUuidList } from "./parse.ts";
 
 /** Domains read at once (each is two or three virsh calls). */
 const CONCURRENCY = 4;
 
 export async function collectInventory(host: VirshHost, signal?: AbortSignal): Promise<HostInventory> {
   const o = signal ? { signal } : {};
-  const [uuids, node] = await Promise.all([
+  const [uuids, node, loadavg] = await Promise.all([
     host.ok(cmd.listAllUuids(host.uri), o).then(parseUuidList),
     host.ok(cmd.nodeinfo(host.uri), o).then(parseNodeinfo),
+    host.ok(cmd.loadavg(), o),
   ]);
   const domains: DomainReport[] = [];
   const queue = [...uuids];
@@ -37,7 +39,9 @@ export async function collectInventory(host: VirshHost, signal?: AbortSignal): P
     vcpus -= d.vcpus;
     memoryMiB -= d.memoryMiB;
   }
-  return { hostId: host.hostId, reachable: true, domains, free: { vcpus, memoryMiB } };
+  // The load-aware weigher's input: how busy the host's CPUs really are, whatever Usher placed.
+  const load = parseLoadavg(loadavg, node.cpus);
+  return { hostId: host.hostId, reachable: true, domains, free: { vcpus, memoryMiB }, load };
 }
 
 /** One domain's report; undefined when it was undefined while the inventory was being read. */

@@ -95,6 +95,16 @@ export function parseNodeinfo(text: string): { cpus: number; memoryMiB: number }
   return { cpus, memoryMiB: mib(mem) };
 }
 
+/**
+ * `/proc/loadavg` (`0.52 0.58 0.59 2/611 12345`) as the host's CPU load: the one-minute average of
+ * runnable threads over its CPUs, so 1 is every CPU busy (it can exceed 1 when threads wait).
+ */
+export function parseLoadavg(text: string, cpus: number): number {
+  const m = /^(\d+(?:\.\d+)?)\s/.exec(text.trim() + " ");
+  if (!m?.[1] || !(cpus >= 1)) throw unrecognised("/proc/loadavg", text);
+  return Number(m[1]) / cpus;
+}
+
 /** `virsh nodememstats`; `availableMiB` counts page cache and buffers, which the kernel gives back. */
 export function parseNodememstats(text: string): { totalMiB: number; freeMiB: number; availableMiB: number } {
   const f = fields(text);

@@ -143,10 +143,11 @@ export class XenHost {
   }
 
   /** Free capacity (see `freeCapacity`), with the `xl list` rows it was computed from. */
-  async free(ctx: Ctx = {}): Promise<Capacity & { rows: XlListRow[] }> {
+  async free(ctx: Ctx = {}): Promise<Capacity & { rows: XlListRow[]; nrCpus: number }> {
     const [info, list] = await Promise.all([this.ok(xl.info(), ctx), this.ok(xl.list(), ctx)]);
     const rows = parseXlList(list.stdout);
-    return { ...freeCapacity(hostResources(parseXlInfo(info.stdout)), rows), rows };
+    const res = hostResources(parseXlInfo(info.stdout));
+    return { ...freeCapacity(res, rows), rows, nrCpus: res.nrCpus };
   }
 
   async ensureCapacity(need: Capacity, ctx: Ctx = {}): Promise<void> {

@@ -1,14 +1,20 @@
 /**
  * What is on a Xen host: every domain `xl list` shows (Usher's by their `usher-<vmId>` name, others as
- * they are), plus the VMs that only exist as a config (stopped) or a managed save (suspended).
+ * they are), plus the VMs that only exist as a config (stopped) or a managed save (suspended), and
+ * the host's CPU load since the previous inventory (load.ts).
  */
 import type { DomainReport, HostInventory } from "../../../shared/contracts/index.ts";
 import { xl } from "./commands.ts";
 import { vmIdOfDomain } from "./config.ts";
 import type { XenHost } from "./host.ts";
+import type { CpuTimeLoad } from "./load.ts";
 import { parseXlListLong, powerStateOfFlags } from "./parse.ts";
 
-export async function inventoryOf(host: XenHost, ctx: { signal?: AbortSignal }): Promise<HostInventory> {
+export async function inventoryOf(
+  host: XenHost,
+  meter: CpuTimeLoad,
+  ctx: { signal?: AbortSignal },
+): Promise<HostInventory> {
   const [free, long, metas, saved] = await Promise.all([
     host.free(ctx),
     host.ok(xl.listLong(), ctx),
@@ -48,10 +54,12 @@ export async function inventoryOf(host: XenHost, ctx: { signal?: AbortSignal }):
       memoryMiB: meta.memoryMiB,
     });
   }
+  const load = meter.sample(free.rows, free.nrCpus, Date.now());
   return {
     hostId: host.hostId,
     reachable: true,
     domains,
     free: { vcpus: free.vcpus, memoryMiB: free.memoryMiB },
+    ...(load === undefined ? {} : { load }),
   };
 }

@@ -28,6 +28,7 @@ import {
 import { XenHost } from "./host.ts";
 import { inventoryOf } from "./inventory.ts";
 import { create, type DefineOptions, define, restore, unpauseFully } from "./lifecycle.ts";
+import { CpuTimeLoad } from "./load.ts";
 import { migrate } from "./migrate.ts";
 import { powerStateOfFlags } from "./parse.ts";
 
@@ -75,6 +76,8 @@ export class XenDriver implements HypervisorDriver {
   private readonly opts: XenDriverOptions;
   private readonly defineOptions: DefineOptions;
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** CPU time at the previous inventory, for the host's load. */
+  private readonly load = new CpuTimeLoad();
   private closed = false;
 
   constructor(opts: XenDriverOptions) {
@@ -242,7 +245,7 @@ export class XenDriver implements HypervisorDriver {
 
   async inventory(opts: OpOptions = {}): Promise<HostInventory> {
     this.ensureOpen();
-    return inventoryOf(this.host, opts);
+    return inventoryOf(this.host, this.load, opts);
   }
 
   async close(): Promise<void> {

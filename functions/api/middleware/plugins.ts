@@ -30,7 +30,10 @@ export function actionOf(method: string, path: string): string {
  * Tells the site's `request` plugins (audit, say) about every request, accepted or rejected, once its
  * response is decided. It does not hold the response: on Workers it runs under `waitUntil`, on Node
  * in the background; `awaitHooks` (Lambda, which freezes after responding) waits for it instead.
- * Routes may name the action more precisely with `c.set("action", "vm.reboot")`.
+ * Routes may name the action more precisely with `c.set("action", "vm.reboot")`, and the project it
+ * acted on with `c.set("project", …)` (routes/common.ts `actOn`); the record is then under that
+ * project, with the caller's own as `actorProject`. Without it (a request refused before its target
+ * was known, say), the record is under the caller's project.
  */
 export function requestPlugins(opts: { deps: Deps; awaitHooks?: boolean }) {
   const { deps } = opts;
@@ -51,13 +54,16 @@ export function requestPlugins(opts: { deps: Deps; awaitHooks?: boolean }) {
       ).code;
     }
     const principal = c.get("principal") as ApiEnv["Variables"]["principal"] | undefined;
+    const actorProject = principal?.project;
+    const project = c.get("project") ?? actorProject;
     const rec: RequestRecord = {
       requestId: c.get("requestId"),
       method: c.req.method,
       path: c.req.path,
       action: c.get("action") ?? actionOf(c.req.method, c.req.path),
       subject: principal?.subject,
-      project: principal?.project,
+      project,
+      ...(project !== actorProject ? { actorProject } : {}),
       status,
       outcome: status < 400 ? "accepted" : status < 500 ? "rejected" : "failed",
       code,

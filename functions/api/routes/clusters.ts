@@ -9,13 +9,18 @@ import {
 } from "../../../shared/contracts/cluster.ts";
 import { clusterAction, createCluster, getCluster, listClusters } from "../../../shared/services/clusters.ts";
 import type { Deps } from "../../../shared/services/context.ts";
+import { getItem } from "../../../shared/store/base.ts";
+import type { ClusterItem } from "../../../shared/store/items.ts";
+import { keys } from "../../../shared/store/keys.ts";
 import { idempotencyOf } from "../middleware/idempotency.ts";
-import { body, errors, IdParam, json, PageQuery, router, security, send } from "./common.ts";
+import { actOnResource, body, errors, IdParam, json, PageQuery, router, security, send } from "./common.ts";
 
 const tags = ["Clusters"];
 
 export function clusterRoutes(deps: Deps) {
   const app = router();
+  // Only to name an admin's target project; the service still does its own (visibility-checked) read.
+  const clusterItem = (id: string) => () => getItem<ClusterItem>(deps.db, keys.cluster(id));
   app.openapi(
     createRoute({
       method: "post",
@@ -58,7 +63,11 @@ export function clusterRoutes(deps: Deps) {
       request: { params: IdParam },
       responses: { 200: json(ClusterDetail, "The cluster"), ...errors },
     }),
-    async (c) => c.json(await getCluster(deps, c.get("principal"), c.req.valid("param").id), 200),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      await actOnResource(c, clusterItem(id));
+      return c.json(await getCluster(deps, c.get("principal"), id), 200);
+    },
   );
   app.openapi(
     createRoute({
@@ -72,13 +81,15 @@ export function clusterRoutes(deps: Deps) {
     }),
     async (c) => {
       const payload = c.req.valid("json");
+      const { id } = c.req.valid("param");
       c.set("action", `cluster.${payload.action}`);
+      await actOnResource(c, clusterItem(id));
       const ctx = {
         principal: c.get("principal"),
         requestId: c.get("requestId"),
         idempotency: await idempotencyOf(c, payload),
       };
-      return send(await clusterAction(deps, ctx, c.req.valid("param").id, payload)) as never;
+      return send(await clusterAction(deps, ctx, id, payload)) as never;
     },
   );
   return app;

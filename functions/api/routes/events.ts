@@ -2,7 +2,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { EventFilter, EventList } from "../../../shared/contracts/events.ts";
 import type { Deps } from "../../../shared/services/context.ts";
 import { listEvents } from "../../../shared/services/event-log.ts";
-import { errors, json, PageQuery, router, security } from "./common.ts";
+import { actOn, errors, json, PageQuery, router, security } from "./common.ts";
 
 const tags = ["Events"];
 
@@ -21,6 +21,7 @@ export function eventRoutes(deps: Deps) {
     }),
     async (c) => {
       const { limit, cursor, ...filter } = c.req.valid("query");
+      actOn(c, filter.project);
       return c.json(await listEvents(deps, c.get("principal"), filter, { limit, cursor }), 200);
     },
   );

@@ -2,8 +2,9 @@ import { createRoute } from "@hono/zod-openapi";
 import { Lease, RenewLease } from "../../../shared/contracts/lease.ts";
 import type { Deps } from "../../../shared/services/context.ts";
 import { getLease, renewLease } from "../../../shared/services/leases.ts";
+import { getVmItem } from "../../../shared/services/vms.ts";
 import { idempotencyOf } from "../middleware/idempotency.ts";
-import { body, errors, IdParam, json, router, security, send } from "./common.ts";
+import { actOnResource, body, errors, IdParam, json, router, security, send } from "./common.ts";
 
 const tags = ["VMs"];
 
@@ -22,8 +23,10 @@ export function leaseRoutes(deps: Deps) {
       responses: { 200: json(Lease, "The lease"), ...errors },
     }),
     async (c) => {
+      const { id } = c.req.valid("param");
       c.set("action", "vm.lease.get");
-      return c.json(await getLease(deps, c.get("principal"), c.req.valid("param").id), 200);
+      await actOnResource(c, () => getVmItem(deps, id));
+      return c.json(await getLease(deps, c.get("principal"), id), 200);
     },
   );
 
@@ -39,13 +42,15 @@ export function leaseRoutes(deps: Deps) {
     }),
     async (c) => {
       const payload = c.req.valid("json");
+      const { id } = c.req.valid("param");
       c.set("action", "vm.lease.renew");
+      await actOnResource(c, () => getVmItem(deps, id));
       const ctx = {
         principal: c.get("principal"),
         requestId: c.get("requestId"),
         idempotency: await idempotencyOf(c, payload),
       };
-      return send(await renewLease(deps, ctx, c.req.valid("param").id, payload)) as never;
+      return send(await renewLease(deps, ctx, id, payload)) as never;
     },
   );
 

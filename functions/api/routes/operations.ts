@@ -2,8 +2,9 @@ import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
 import { Operation, OperationList } from "../../../shared/contracts/vm.ts";
 import type { Deps } from "../../../shared/services/context.ts";
-import { listOps, waitForOp } from "../../../shared/services/operations.ts";
-import { errors, IdParam, json, PageQuery, router, security } from "./common.ts";
+import { getOpItem, listOps, waitForOp } from "../../../shared/services/operations.ts";
+import { getVmItem } from "../../../shared/services/vms.ts";
+import { actOnResource, errors, IdParam, json, PageQuery, router, security } from "./common.ts";
 
 const tags = ["Operations"];
 
@@ -22,11 +23,11 @@ export function operationRoutes(deps: Deps) {
       },
       responses: { 200: json(Operation, "The operation"), ...errors },
     }),
-    async (c) =>
-      c.json(
-        await waitForOp(deps, c.get("principal"), c.req.valid("param").id, c.req.valid("query").waitSeconds),
-        200,
-      ),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      await actOnResource(c, () => getOpItem(deps, id));
+      return c.json(await waitForOp(deps, c.get("principal"), id, c.req.valid("query").waitSeconds), 200);
+    },
   );
   app.openapi(
     createRoute({
@@ -40,6 +41,7 @@ export function operationRoutes(deps: Deps) {
     }),
     async (c) => {
       const q = c.req.valid("query");
+      await actOnResource(c, () => getVmItem(deps, q.vmId));
       return c.json(await listOps(deps, c.get("principal"), q.vmId, q), 200);
     },
   );

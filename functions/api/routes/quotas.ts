@@ -2,7 +2,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { Quota, QuotaQuery } from "../../../shared/contracts/quota.ts";
 import type { Deps } from "../../../shared/services/context.ts";
 import { getQuota } from "../../../shared/services/quotas.ts";
-import { errors, json, router, security } from "./common.ts";
+import { actOn, errors, json, router, security } from "./common.ts";
 
 /** A project's quota (the quotas plugin); 404 when the site runs none. */
 export function quotaRoutes(deps: Deps) {
@@ -19,7 +19,9 @@ export function quotaRoutes(deps: Deps) {
     }),
     async (c) => {
       c.set("action", "quota.get");
-      return c.json(await getQuota(deps, c.get("principal"), c.req.valid("query").project), 200);
+      const { project } = c.req.valid("query");
+      actOn(c, project);
+      return c.json(await getQuota(deps, c.get("principal"), project), 200);
     },
   );
   return app;

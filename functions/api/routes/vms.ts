@@ -10,9 +10,20 @@ import {
   VmList,
 } from "../../../shared/contracts/vm.ts";
 import type { Deps } from "../../../shared/services/context.ts";
-import { createVm, getVm, listVms, requestAction } from "../../../shared/services/vms.ts";
+import { createVm, getVm, getVmItem, listVms, requestAction } from "../../../shared/services/vms.ts";
 import { idempotencyOf } from "../middleware/idempotency.ts";
-import { body, errors, IdParam, json, PageQuery, router, security, send } from "./common.ts";
+import {
+  actOn,
+  actOnResource,
+  body,
+  errors,
+  IdParam,
+  json,
+  PageQuery,
+  router,
+  security,
+  send,
+} from "./common.ts";
 
 const tags = ["VMs"];
 
@@ -58,6 +69,7 @@ export function vmRoutes(deps: Deps) {
     }),
     async (c) => {
       const q = c.req.valid("query");
+      actOn(c, q.project);
       return c.json(await listVms(deps, c.get("principal"), q, q), 200);
     },
   );
@@ -72,7 +84,11 @@ export function vmRoutes(deps: Deps) {
       request: { params: IdParam },
       responses: { 200: json(Vm, "The VM"), ...errors },
     }),
-    async (c) => c.json(await getVm(deps, c.get("principal"), c.req.valid("param").id), 200),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      await actOnResource(c, () => getVmItem(deps, id));
+      return c.json(await getVm(deps, c.get("principal"), id), 200);
+    },
   );
 
   app.openapi(
@@ -87,10 +103,10 @@ export function vmRoutes(deps: Deps) {
     }),
     async (c) => {
       const payload = c.req.valid("json");
+      const { id } = c.req.valid("param");
       c.set("action", `vm.${payload.action}`);
-      return send(
-        await requestAction(deps, await ctx(c, payload), c.req.valid("param").id, payload),
-      ) as never;
+      await actOnResource(c, () => getVmItem(deps, id));
+      return send(await requestAction(deps, await ctx(c, payload), id, payload)) as never;
     },
   );
 
@@ -104,10 +120,11 @@ export function vmRoutes(deps: Deps) {
       request: { params: IdParam },
       responses: { 202: json(OperationResponse, "Accepted"), ...errors },
     }),
-    async (c) =>
-      send(
-        await requestAction(deps, await ctx(c, null), c.req.valid("param").id, { action: "delete" }),
-      ) as never,
+    async (c) => {
+      const { id } = c.req.valid("param");
+      await actOnResource(c, () => getVmItem(deps, id));
+      return send(await requestAction(deps, await ctx(c, null), id, { action: "delete" })) as never;
+    },
   );
 
   return app;

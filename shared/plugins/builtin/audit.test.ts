@@ -38,6 +38,14 @@ describe("auditEvent", () => {
     });
   });
 
+  it("files an admin's request under the project it acted on, keeping the admin's own", () => {
+    const e = auditEvent({ ...rec({ subject: "root", project: "p1" }), actorProject: "ops" });
+    expect(e).toMatchObject({ subjectPk: "PROJ#p1", project: "p1", actor: "root" });
+    expect(e.data).toMatchObject({ actorProject: "ops" });
+    // In the caller's own project there is nothing to add.
+    expect(auditEvent({ ...rec(), actorProject: "p1" }).data).not.toHaveProperty("actorProject");
+  });
+
   it("files a request without a project under the admins-only pseudo-project", () => {
     const e = auditEvent(
       rec({ subject: undefined, project: undefined, status: 401, code: "unauthenticated" }),

@@ -4,9 +4,12 @@
  * code) and its request id, which the request's other events (`vm.created`, `op.*`) carry too.
  * Readable at `GET /v1/events?type=api.request`.
  *
- * Each record is filed under its project (subject `PROJ#<project>`, in the project's event index).
- * A request with no project — one refused before a token was verified — goes under the
- * pseudo-project `-`, which only admins can read.
+ * Each record is filed under the project the request acted on (subject `PROJ#<project>`, in the
+ * project's event index), so that project's users read it: the caller's own, or for an admin's
+ * request on another project's VM, cluster or listing, that project — with the admin's own project
+ * as `data.actorProject`. A request with no project — one refused before a token was verified — goes
+ * under the pseudo-project `-`, which only admins can read. Readable by who made it
+ * (`?actor=<subject>`) and what it did (`?action=vm.start`).
  *
  * Runs after the response is decided and never delays or fails it; a failed write is retried by the
  * plugin host, so a record may (rarely) be written twice with the same request id.
@@ -39,6 +42,9 @@ export function auditEvent(rec: RequestRecord): EventInput {
       status: rec.status,
       outcome: rec.outcome,
       ...(rec.code ? { code: rec.code } : {}),
+      ...(rec.actorProject !== undefined && rec.actorProject !== project
+        ? { actorProject: rec.actorProject }
+        : {}),
       startedAt: rec.at,
       durationMs: rec.durationMs,
     },
@@ -51,7 +57,7 @@ export function audit(options: AuditOptions = {}): Plugin {
     name: options.name ?? "audit",
     runsIn: "control-plane",
     hooks: {
-      request: async (ctx, rec) => {
+      request: async (ctx, rec: RequestRecord) => {
         if (!reads && (rec.method === "GET" || rec.method === "HEAD")) return;
         const put = eventItem(ctx.deps, auditEvent(rec)).Put!;
         // One item: a plain conditional put (the log is append-only), not a transaction.

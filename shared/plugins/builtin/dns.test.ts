@@ -1,8 +1,8 @@
 /**
  * The DNS plugin's control-plane half against real DynamoDB Local and SQS (fauxqs), through the real
  * scheduler, finisher (the IP manager gives addresses) and notification outbox: a started VM's site
- * agent gets a signed `dns` start task with its address; a destroyed or deleted one a removal with
- * the address it had, although the VM no longer holds it.
+ * agent gets a signed `dns` start task with its address; one that gave up its host (destroyed,
+ * deleted, found missing) a removal with the address it had, although the VM no longer holds it.
  */
 import { DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +14,8 @@ import { silentLogger } from "../../log.ts";
 import { QueueClient } from "../../queue/sqs.ts";
 import type { Deps } from "../../services/context.ts";
 import { createHost } from "../../services/hosts.ts";
+import { reconcileHost } from "../../services/reconcile.ts";
+import { getVmItem } from "../../services/vms.ts";
 import { verifyAgentMessage } from "../../signing/envelopes.ts";
 import { generateEd25519Jwks, importEd25519 } from "../../signing/keys.ts";
 import type { VmItem } from "../../store/items.ts";
@@ -41,22 +43,22 @@ const vm: VmItem = {
   updatedAt: "2026-11-25T00:00:00.000Z",
 };
 const notice = (over: Partial<Notice> = {}): Notice => ({
-  event: "destroy",
+  event: "vm_released",
   eventId: "ev-1",
   type: "op.succeeded",
   subject: "VM#vm-1",
   project: "research",
-  data: { action: "destroy", vm: { name: "web-1", site: "local", network: vm.network } },
+  data: { action: "destroy", leftHome: "h1", vm: { name: "web-1", site: "local", network: vm.network } },
   at: "2026-11-25T00:00:00.000Z",
   attempt: 0,
   ...over,
 });
 
 describe("dns plugin, pure parts", () => {
-  it("is an agent plugin on start, destroy and delete", () => {
+  it("is an agent plugin on start and on a VM giving up its host", () => {
     const p = dns();
     expect(p).toMatchObject({ name: "dns", runsIn: "agent", timeoutMs: 5000 });
-    expect(Object.keys(p.hooks).sort()).toEqual(["delete", "destroy", "start"]);
+    expect(Object.keys(p.hooks).sort()).toEqual(["start", "vm_released"]);
     expect(() => dns({ timeoutMs: 0 })).toThrow(/timeoutMs/);
   });
 
@@ -182,6 +184,20 @@ describe("dns plugin through the scheduler, finisher and outbox", () => {
     expect(tasks.map((t) => t.event)).toEqual(["destroy"]);
   });
 
+  it("removes the records of a VM whose domain vanished (drift, adopt policy) with its address", async () => {
+    const { vm: started } = await startVm(deps, user, { name: "web-4" });
+    const address = started!.network!.address;
+    await tasksAfterDelivery(started!.id);
+    const adopt: Deps = { ...deps, config: { ...deps.config, driftPolicy: "adopt" } };
+    const later = new Date(Date.now() + 60_000).toISOString();
+    const inv = { hostId: "dns-h1", reachable: true, domains: [] };
+    const drifts = await reconcileHost(adopt, inv, later);
+    expect(drifts.filter((d) => d.vmId === started!.id)).toHaveLength(1);
+    expect((await getVmItem(deps, started!.id))?.network).toBeUndefined();
+    const tasks = await tasksAfterDelivery(started!.id);
+    expect(tasks.map((t) => [t.event, t.payload.address])).toEqual([["destroy", address]]);
+  });
+
   it("throws when the agent queue refuses the task, so the outbox retries it", async () => {
     const broken = new QueueClient({
       ...deps.queues.config,
@@ -192,6 +208,8 @@ describe("dns plugin through the scheduler, finisher and outbox", () => {
       log: silentLogger,
       signal: new AbortController().signal,
     };
-    await expect(dns().hooks.destroy?.(ctx, notice())).rejects.toMatchObject({ code: "queue_send_failed" });
+    await expect(dns().hooks.vm_released?.(ctx, notice())).rejects.toMatchObject({
+      code: "queue_send_failed",
+    });
   });
 });

@@ -1,8 +1,9 @@
 /**
  * DNS (Usher's udns), control-plane half: A and PTR records for each VM with an address, kept by the
  * site's bridge agent, which alone reaches the site's nameserver (bridge-agent/plugins/dns/). When a
- * VM's start succeeds this sends the agent a signed `dns` task to add its records; when it is
- * destroyed or deleted, one to remove them. The names, zones and TSIG key are the agent's settings.
+ * VM's start succeeds this sends the agent a signed `dns` task to add its records; when it gives up
+ * its home host, and its address with it (`vm_released`: destroy, delete, a failed start, drift, an
+ * evacuation), one to remove them. The names, zones and TSIG key are the agent's settings.
  *
  * A notice is delivered at least once and its task may run more than once: both tasks are idempotent
  * on the agent. A start is checked against the VM as it is now (a notice delivered late, after the VM
@@ -40,7 +41,7 @@ export function startTarget(vm: VmItem | undefined): DnsTarget | undefined {
   return payload.success ? { site: vm.site, hostId: vm.hostId, payload: payload.data } : undefined;
 }
 
-/** A destroyed or deleted VM's records: from the event's `data.vm`; undefined when it had no address. */
+/** A released VM's records: from the event's `data.vm`; undefined when it had no address. */
 export function removalTarget(notice: Notice): DnsTarget | undefined {
   const vmId = vmIdOf(notice);
   const vm = notice.data.vm as
@@ -90,13 +91,13 @@ export function dns(options: DnsOptions = {}): Plugin {
       ctx.log.debug("no address to remove", { subject: notice.subject, eventId: notice.eventId });
       return;
     }
-    await send(ctx, notice, notice.event === "delete" ? "delete" : "destroy", target);
+    await send(ctx, notice, notice.data.action === "delete" ? "delete" : "destroy", target);
   };
 
   return {
     name: DNS_PLUGIN,
     runsIn: "agent",
     timeoutMs,
-    hooks: { start, destroy: remove, delete: remove },
+    hooks: { start, vm_released: remove },
   };
 }

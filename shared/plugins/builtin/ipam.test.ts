@@ -192,14 +192,28 @@ describe("access lists and asked-for ranges", () => {
     const deps = depsWith(...ranges);
     const asked = await startVm(deps, user("beta"), { name: "b-2", labels: { "ipam/range": "acl-any" } });
     expect(asked.vm?.network?.range).toBe("acl-any");
-    const closed = await startVm(deps, user("gamma"), { name: "g-3", labels: { "ipam/range": "acl-beta" } });
-    expect(closed.op.error).toMatchObject({
+    // A range the VM may not draw from is refused with the request, before anything is written.
+    const create = (name: string, range: string) =>
+      createVm(
+        deps,
+        { principal: user("gamma"), requestId: `r-${name}` },
+        { name, vcpus: 1, memoryMiB: 256, labels: { "ipam/range": range } },
+      );
+    await expect(create("g-3", "acl-beta")).rejects.toMatchObject({
       code: "vetoed",
       message: "address range acl-beta is not open to project gamma",
     });
-    const unknown = await startVm(deps, user("gamma"), { name: "g-4", labels: { "ipam/range": "nope" } });
-    expect(unknown.op.error?.message).toMatch(/asks for address range nope, which does not exist/);
-    expect(unknown.vm?.hostId).toBeUndefined();
+    await expect(create("g-4", "nope")).rejects.toMatchObject({
+      code: "vetoed",
+      message: expect.stringMatching(/asks for address range nope, which does not exist/),
+    });
+    const written = await queryAll<VmItem>(deps.db, {
+      IndexName: "gsi1",
+      KeyConditionExpression: "gsi1pk = :pk",
+      ExpressionAttributeValues: { ":pk": "PROJ#gamma#VM" },
+    });
+    expect(written.map((v) => v.name)).not.toEqual(expect.arrayContaining(["g-3"]));
+    expect(written.map((v) => v.name)).not.toEqual(expect.arrayContaining(["g-4"]));
   });
 });
 

@@ -189,7 +189,7 @@ export function ipManager(options: IpManagerOptions): Plugin {
     const roles = [...req.principal.roles];
     try {
       const vm = { name: req.create?.name ?? req.vm?.name ?? "", project: req.project };
-      choices({ ...vm, labels: req.vm?.labels ?? {} }, roles);
+      choices({ ...vm, labels: req.create?.labels ?? req.vm?.labels ?? {} }, roles);
     } catch (err) {
       if (err instanceof UsherError) return { veto: err.message, details: err.details ?? {} };
       throw err;

@@ -55,9 +55,22 @@ describe("webhook plugin", () => {
     const got = received.at(-1)!;
     expect(JSON.parse(got.body)).toEqual(notice);
     expect(got.headers["x-usher-event"]).toBe("start");
-    expect(got.headers["x-usher-delivery"]).toBe("ev-1");
+    expect(got.headers["x-usher-delivery"]).toBe("ev-1:start");
     const mac = createHmac("sha256", "sekret").update(got.body).digest("hex");
     expect(got.headers["x-usher-signature"]).toBe(`sha256=${mac}`);
+  });
+
+  it("gives each notification of one event its own delivery id, the same on every retry", async () => {
+    answer = 204;
+    const p = webhook({ url, events: ["start", "state_change"], secret: "s" });
+    await p.hooks.start?.(ctx, notice);
+    await p.hooks.state_change?.(ctx, { ...notice, event: "state_change" });
+    await p.hooks.state_change?.(ctx, { ...notice, event: "state_change", attempt: 1 });
+    expect(received.slice(-3).map((r) => r.headers["x-usher-delivery"])).toEqual([
+      "ev-1:start",
+      "ev-1:state_change",
+      "ev-1:state_change",
+    ]);
   });
 
   it("throws on a non-2xx answer, so the outbox retries it", async () => {
@@ -68,6 +81,7 @@ describe("webhook plugin", () => {
 
   it("refuses a bad URL or an empty secret at start-up", () => {
     expect(() => webhook({ url: "not a url", events: ["start"], secret: "s" })).toThrow();
+    expect(() => webhook({ url: "file:///etc/passwd", events: ["start"], secret: "s" })).toThrow(/file:/);
     expect(() => webhook({ url, events: ["start"], secret: "" })).toThrow(/secret/);
   });
 });

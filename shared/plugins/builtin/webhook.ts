@@ -19,6 +19,8 @@ export type WebhookOptions = {
 
 export function webhook(o: WebhookOptions): Plugin {
   const url = new URL(o.url); // a bad URL fails at start-up, not at the first event
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    throw new Error(`webhook: ${url.protocol} URLs cannot be posted to; use https:`);
   if (!o.secret) throw new Error("webhook: a secret is required");
   const key = crypto.subtle.importKey(
     "raw",
@@ -35,13 +37,17 @@ export function webhook(o: WebhookOptions): Plugin {
       headers: {
         "content-type": "application/json",
         "x-usher-event": notice.event,
-        // The same event id on every retry: receivers de-duplicate with it.
-        "x-usher-delivery": notice.eventId,
+        // The same on every retry of this notification: receivers de-duplicate with it. One logged
+        // event can raise several notifications (a start's success is `start` and `state_change`),
+        // so the event id alone would make a receiver drop all but the first.
+        "x-usher-delivery": `${notice.eventId}:${notice.event}`,
         "x-usher-signature": `sha256=${Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join("")}`,
       },
       body,
       signal: ctx.signal,
     });
+    // The answer's body is not wanted; undici holds the connection until a body is read or cancelled.
+    await res.body?.cancel();
     if (!res.ok) throw new Error(`webhook ${url.host} answered ${res.status}`);
   };
   return {
