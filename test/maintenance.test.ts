@@ -166,5 +166,15 @@ describe("host maintenance on simulated hosts", () => {
       expect(sim.domains.filter((d) => d.vmId === v.id && d.state === "running")).toHaveLength(1);
     }
     expect((await host("host-2")).allocated).toMatchObject({ vcpus: 0, memoryMiB: 0 });
+
+    // The failed host, empty now, can be unregistered (admins only); an enabled one cannot.
+    expect((await t.api("/v1/hosts/host-3", { method: "DELETE" })).status).toBe(409);
+    expect((await t.api("/v1/hosts/host-2", { method: "DELETE", token })).status).toBe(403);
+    const gone = await t.api<Host>("/v1/hosts/host-2", { method: "DELETE" });
+    expect(gone.status, JSON.stringify(gone.body)).toBe(200);
+    expect(gone.body).toMatchObject({ id: "host-2", state: "fenced" });
+    expect((await t.api("/v1/hosts/host-2")).status).toBe(404);
+    const events = await t.api<{ items: { type: string }[] }>("/v1/events?subject=HOST%23host-2&limit=50");
+    expect(events.body.items.map((e) => e.type)).toContain("host.unregistered");
   });
 });

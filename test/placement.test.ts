@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Principal } from "../shared/auth/principal.ts";
 import type { CreateVm, Operation, Vm } from "../shared/contracts/vm.ts";
+import { argumentPolicy } from "../shared/plugins/builtin/arguments.ts";
 import type { UsherConfig } from "../shared/plugins/config.ts";
 import type { Plugin } from "../shared/plugins/types.ts";
 import { ALL_FILTERS, POLICIES } from "../shared/scheduler/policy.ts";
@@ -15,11 +16,13 @@ import type { Deps } from "../shared/services/context.ts";
 import { schedulerDryRun } from "../shared/services/dry-run.ts";
 import { createHost, getHost } from "../shared/services/hosts.ts";
 import { getOpItem } from "../shared/services/operations.ts";
+import { handleReport } from "../shared/services/results.ts";
 import { scheduleOperation } from "../shared/services/scheduling.ts";
 import { createVm, getVmItem } from "../shared/services/vms.ts";
+import { signReport } from "../shared/signing/envelopes.ts";
 import { type ServiceBed, startServiceBed } from "./support/services.ts";
 
-const SITES = ["pol", "proj", "plug", "labels", "anti", "scoped", "pair", "dry"];
+const SITES = ["pol", "proj", "plug", "labels", "anti", "scoped", "pair", "dry", "allow", "load"];
 let bed: ServiceBed;
 const alice: Principal = { subject: "alice", project: "alpha", roles: ["user"] };
 const bob: Principal = { subject: "bob", project: "beta", roles: ["user"] };
@@ -249,6 +252,62 @@ describe("constraints", () => {
       placement: { sameHostAs: [a.vm.id, b.vm.id] },
     });
     expect(e.op.error?.message).toMatch(/same_host rejected 3/);
+  });
+});
+
+describe("site policy and agent reports", () => {
+  it("places only on the hosts the argument policy allows, a cluster's members too, and says so when none fits", async () => {
+    const deps = bed.deps({
+      config: { plugins: [argumentPolicy({ rules: [{ allowed: { hosts: ["allow-2", "allow-3"] } }] })] },
+    });
+    await hosts(deps, "allow", [{ id: "allow-1" }, { id: "allow-2", vcpus: 2 }, { id: "allow-3", vcpus: 2 }]);
+    // Pack would pick a 2-vCPU host anyway; a 6-vCPU VM fits only allow-1, which is not allowed.
+    const fits = await start(deps, alice, { name: "al-1", site: "allow", ...small });
+    expect(["allow-2", "allow-3"]).toContain(fits.vm.hostId);
+    const big = await start(deps, alice, { name: "al-2", site: "allow", vcpus: 6, memoryMiB: 256 });
+    expect(big.op).toMatchObject({
+      status: "failed",
+      error: {
+        code: "no_capacity",
+        message: expect.stringContaining("among the hosts site policy allows (allow-2, allow-3)"),
+        details: { allowedHosts: ["allow-2", "allow-3"] },
+      },
+    });
+    const res = await createCluster(
+      deps,
+      { principal: alice, requestId: "req-al-c" },
+      { name: "alc", site: "allow", count: 3, ...small },
+    );
+    const ops = (res.body as { operations: Operation[] }).operations;
+    await scheduleOperation(deps, { opId: ops[0]!.id, requestId: "r" });
+    for (const o of ops) {
+      const vm = (await getVmItem(deps, o.vmId))!;
+      expect(["allow-2", "allow-3"]).toContain(vm.hostId);
+    }
+  });
+
+  it("with the load policy, prefers the host its agent reports least loaded", async () => {
+    const deps = bed.deps({ config: { plugins: [], scheduler: { defaultPolicy: "load" } } });
+    await hosts(deps, "load", [{ id: "load-1" }, { id: "load-2" }, { id: "load-3" }]);
+    const report = async (loads: Record<string, number>) => {
+      const inv = {
+        type: "inventory" as const,
+        site: "load",
+        agentId: "a1",
+        at: new Date().toISOString(),
+        hosts: Object.entries(loads).map(([hostId, load]) => ({
+          hostId,
+          reachable: true,
+          domains: [],
+          load,
+        })),
+      };
+      await handleReport(deps, await signReport(inv, "load", bed.agentSigner));
+    };
+    await report({ "load-1": 0.9, "load-2": 0.2, "load-3": 0.6 });
+    expect((await start(deps, alice, { name: "ld-1", site: "load", ...small })).vm.hostId).toBe("load-2");
+    await report({ "load-1": 0.9, "load-2": 0.95, "load-3": 0.1 });
+    expect((await start(deps, alice, { name: "ld-2", site: "load", ...small })).vm.hostId).toBe("load-3");
   });
 });
 

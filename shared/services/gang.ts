@@ -21,7 +21,14 @@ import type { Deps } from "./context.ts";
 import { eventItem } from "./events.ts";
 import { getHostItem } from "./hosts.ts";
 import { place } from "./place.ts";
-import { demandOf, loadSnapshot, policyFor, refreshHost, type SiteSnapshot } from "./site-snapshot.ts";
+import {
+  allowedHostsOf,
+  demandOf,
+  loadSnapshot,
+  policyFor,
+  refreshHost,
+  type SiteSnapshot,
+} from "./site-snapshot.ts";
 import { getVmItem } from "./vms.ts";
 
 const MAX_ATTEMPTS = 25;
@@ -115,7 +122,14 @@ async function decide(deps: Deps, c: ClusterItem, op: OpItem, state: Attempt): P
   const vms = (members as VmItem[]).filter((m) => !m.hostId);
   const demands = vms.map((m) => demandOf(m));
   const { name: policyName, policy, registry } = policyFor(deps, { cluster: c.policy, project: c.project });
-  state.site ??= await loadSnapshot(deps, c.site, { project: c.project, demands, except: new Set(ids) });
+  // Every member's first start came from one request, so site policy narrowed their hosts alike.
+  const allowed = allowedHostsOf(op);
+  state.site ??= await loadSnapshot(deps, c.site, {
+    project: c.project,
+    demands,
+    except: new Set(ids),
+    ...(allowed ? { keep: (h: HostItem) => allowed.has(h.id) } : {}),
+  });
   const site = state.site;
   const r = placeGang(site.snapshot, demands, policy, registry);
   if ("failed" in r) {

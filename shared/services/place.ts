@@ -3,7 +3,7 @@
  * conditional transaction claims it. The decision is pure and fast; the claim is what makes it true.
  */
 import type { HypervisorKind } from "../contracts/common.ts";
-import { ErrorCode, UsherError } from "../errors.ts";
+import { ConflictError, ErrorCode, UsherError } from "../errors.ts";
 import { contributionVerdict, joinContributions, vmChanges } from "../plugins/contributions.ts";
 import { explain, placeOne } from "../scheduler/pipeline.ts";
 import { getItem, transact, updateOf } from "../store/base.ts";
@@ -13,7 +13,7 @@ import { keys } from "../store/keys.ts";
 import { claimItems } from "./capacity.ts";
 import type { Deps } from "./context.ts";
 import { getHostItem } from "./hosts.ts";
-import { demandOf, loadSnapshot, policyFor, refreshHost } from "./site-snapshot.ts";
+import { allowedHostsOf, demandOf, loadSnapshot, policyFor, refreshHost } from "./site-snapshot.ts";
 import { getVmItem } from "./vms.ts";
 
 const MAX_ATTEMPTS = 25;
@@ -47,7 +47,9 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
     opts.cluster ??
     (vm.clusterId ? await getItem<ClusterItem>(deps.db, keys.cluster(vm.clusterId)) : undefined);
   const { name, policy, registry } = policyFor(deps, { cluster: cluster?.policy, project: vm.project });
-  const keep = (h: HostItem) => (!opts.only || h.id === opts.only) && h.id !== opts.exclude;
+  const allowed = allowedHostsOf(op);
+  const keep = (h: HostItem) =>
+    (!opts.only || h.id === opts.only) && h.id !== opts.exclude && (!allowed || allowed.has(h.id));
   const site = await loadSnapshot(deps, vm.site, {
     project: vm.project,
     demands: [demand],
@@ -59,8 +61,14 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
     const best = result.hostId === undefined ? undefined : site.hosts.get(result.hostId);
     if (!best) {
       const where = opts.only ? ` (target host ${opts.only} in site ${vm.site})` : ` in site ${vm.site}`;
-      throw new UsherError(ErrorCode.noCapacity, `${explain(result)}${where}`, {
-        details: { considered: result.considered, rejections: result.rejections, policy: name },
+      const narrowed = allowed ? `, among the hosts site policy allows (${[...allowed].join(", ")})` : "";
+      throw new UsherError(ErrorCode.noCapacity, `${explain(result)}${where}${narrowed}`, {
+        details: {
+          considered: result.considered,
+          rejections: result.rejections,
+          policy: name,
+          ...(allowed ? { allowedHosts: [...allowed] } : {}),
+        },
       });
     }
     const claim: ClaimItem = {
@@ -123,14 +131,18 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
       if (failed.includes(0) || isTransactionConflict(err)) {
         // Our snapshot of this host was stale: refresh it and decide again.
         await refreshHost(deps, vm.site, site, best.id, keep);
-        if (isTransactionConflict(err)) await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
+        // Another transaction on the same items (a host, a project's quota): back off, with jitter.
+        if (isTransactionConflict(err))
+          await new Promise((r) => setTimeout(r, (5 << Math.min(attempt, 5)) * (0.5 + Math.random())));
         continue;
       }
       throw err;
     }
   }
-  throw new UsherError(
-    ErrorCode.noCapacity,
-    `could not claim capacity after ${MAX_ATTEMPTS} attempts under contention`,
+  // Not "no capacity": something may well fit. Thrown on, so the operation's message is delivered
+  // again and the placement tried afresh later.
+  throw new ConflictError(
+    ErrorCode.conflict,
+    `could not claim capacity after ${MAX_ATTEMPTS} attempts under contention; will retry`,
   );
 }

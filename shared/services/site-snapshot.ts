@@ -11,11 +11,20 @@ import { sitePolicies } from "../scheduler/site-policies.ts";
 import { Snapshot } from "../scheduler/snapshot.ts";
 import type { Demand } from "../scheduler/types.ts";
 import { queryAll } from "../store/base.ts";
-import type { HostItem, VmItem } from "../store/items.ts";
+import type { HostItem, OpItem, VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
 import { getHostItem, siteHosts } from "./hosts.ts";
 import { getVmItem } from "./vms.ts";
+
+/**
+ * The hosts an operation may be placed on, when site policy narrowed them (the argument policy's
+ * `allowed.hosts`, recorded in the operation's arguments as `allowedHosts`); undefined for any.
+ */
+export function allowedHostsOf(op: Pick<OpItem, "args">): ReadonlySet<string> | undefined {
+  const list = op.args.allowedHosts;
+  return Array.isArray(list) ? new Set(list.filter((h): h is string => typeof h === "string")) : undefined;
+}
 
 /** A group as the scheduler sees it: the project's own (names cannot hold `#`, so none collide). */
 export const scopedGroup = (project: string, group: string | undefined): string | undefined =>
@@ -117,9 +126,15 @@ export async function loadSnapshot(
     }
   }
   const snapshot = new Snapshot(
-    items.map((h) => ({ ...h, vmIds: vmIds.get(h.id)!, groups: groups.get(h.id)! })),
+    items.map((h) => ({ ...snapshotHost(h), vmIds: vmIds.get(h.id)!, groups: groups.get(h.id)! })),
   );
   return { snapshot, hosts: new Map(items.map((h) => [h.id, h])) };
+}
+
+/** A host as placement sees it: its record, with the load its agent last reported. */
+function snapshotHost(h: HostItem): HostItem & { load?: number } {
+  const load = h.inventory?.load;
+  return load === undefined ? h : { ...h, load };
 }
 
 /**
@@ -135,7 +150,7 @@ export async function refreshHost(
 ): Promise<void> {
   const fresh = await getHostItem(deps, hostId);
   if (fresh && fresh.site === site && (!keep || keep(fresh))) {
-    s.snapshot.upsert(fresh);
+    s.snapshot.upsert(snapshotHost(fresh));
     s.hosts.set(hostId, fresh);
   } else {
     s.snapshot.remove(hostId);

@@ -93,6 +93,8 @@ export type HostItem = {
   /** While `down`: the state to restore when the host reports again. */
   stateBeforeDown?: HostState;
   lastHeartbeatAt?: string;
+  /** The agent's latest report on the host (shared/services/results.ts). */
+  inventory?: InventorySummary;
   /** The latest drain (shared/services/drain.ts). */
   drain?: DrainRecord;
   /** The latest evacuation (shared/services/evacuate.ts). */
@@ -100,6 +102,18 @@ export type HostItem = {
   version: number;
   createdAt: string;
   updatedAt: string;
+};
+
+export type InventorySummary = {
+  reachable: boolean;
+  /** How many domains the host holds, Usher's or not. */
+  domains: number;
+  free?: { vcpus: number; memoryMiB: number } | undefined;
+  /** CPU load as a fraction of the host's CPUs (the load-aware weigher's input). */
+  load?: number | undefined;
+  error?: ErrorInfo | undefined;
+  /** When the agent took the inventory. */
+  at: string;
 };
 
 export type DrainRecord = {

@@ -18,6 +18,7 @@ const ROUTES: [method: string, path: RegExp, action: string][] = [
   ["GET", /^\/v1\/hosts$/, "host.list"],
   ["GET", /^\/v1\/hosts\/[^/]+$/, "host.get"],
   ["PATCH", /^\/v1\/hosts\/[^/]+$/, "host.patch"],
+  ["DELETE", /^\/v1\/hosts\/[^/]+$/, "host.unregister"],
   ["GET", /^\/v1\/events$/, "event.list"],
 ];
 

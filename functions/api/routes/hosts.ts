@@ -12,6 +12,7 @@ import {
   requestEvacuation,
   requestEvacuationConfirm,
 } from "../../../shared/services/maintenance.ts";
+import { unregisterHost } from "../../../shared/services/unregister-host.ts";
 import { adminOnly } from "../middleware/auth.ts";
 import { idempotencyOf } from "../middleware/idempotency.ts";
 import { body, errors, IdParam, json, PageQuery, router, security, send } from "./common.ts";
@@ -57,7 +58,9 @@ export function hostRoutes(deps: Deps) {
     },
   );
   app.use("/hosts", async (c, next) => (c.req.method === "POST" ? adminOnly(c, next) : next()));
-  app.use("/hosts/:id", async (c, next) => (c.req.method === "PATCH" ? adminOnly(c, next) : next()));
+  app.use("/hosts/:id", async (c, next) =>
+    c.req.method === "PATCH" || c.req.method === "DELETE" ? adminOnly(c, next) : next(),
+  );
   // Maintenance (drain, evacuate, confirm, enable): admins only.
   app.use("/hosts/:id/*", async (c, next) => (c.req.method === "POST" ? adminOnly(c, next) : next()));
   const maintenance = [
@@ -148,6 +151,26 @@ export function hostRoutes(deps: Deps) {
         ),
         200,
       ),
+  );
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/hosts/{id}",
+      tags,
+      security,
+      summary:
+        "Unregister a host (admin): one that is not enabled and holds no VM (disable or drain it first; evacuate a failed one)",
+      request: { params: IdParam },
+      responses: { 200: json(Host, "The host as it was when unregistered"), ...errors },
+    }),
+    async (c) => {
+      const ctx = {
+        actor: c.get("principal").subject,
+        requestId: c.get("requestId"),
+        idempotency: await idempotencyOf(c, {}),
+      };
+      return send(await unregisterHost(deps, ctx, c.req.valid("param").id)) as never;
+    },
   );
   return app;
 }

@@ -135,6 +135,17 @@ describe("decide", () => {
     });
   });
 
+  it("requires an image when images are restricted, unless a default names one", () => {
+    const rules: ArgumentRule[] = [{ allowed: { images: ["debian-12"] } }];
+    expect(decide(rules, create({ vcpus: 1, memoryMiB: 512 }))).toMatchObject({
+      veto: "an image must be named (allowed: debian-12)",
+      details: { field: "image", requested: null },
+    });
+    expect(
+      decide([...rules, { defaults: { image: "debian-12" } }], create({ vcpus: 1, memoryMiB: 512 })),
+    ).toEqual({ spec: { vcpus: 1, memoryMiB: 512, image: "debian-12" } });
+  });
+
   it("requires a hypervisor when kinds are restricted, unless a default names one", () => {
     const rules: ArgumentRule[] = [{ allowed: { hypervisors: ["kvm"] } }];
     expect(decide(rules, create({ vcpus: 1, memoryMiB: 512 }))).toMatchObject({
@@ -158,14 +169,16 @@ describe("decide", () => {
       action: "migrate",
       args: targetHostId ? { targetHostId } : {},
     });
-    expect(decide(RULES, migrate("gpu-2"))).toBeUndefined();
-    expect(decide(RULES, migrate())).toBeUndefined();
+    // Allowed: the scheduler, too, is narrowed to the allowed hosts.
+    const narrowed = { args: { allowedHosts: ["gpu-1", "gpu-2"] } };
+    expect(decide(RULES, migrate("gpu-2"))).toEqual(narrowed);
+    expect(decide(RULES, migrate())).toEqual(narrowed);
     expect(decide(RULES, migrate("cpu-9"))).toMatchObject({
       veto: expect.stringContaining("host cpu-9 is not an allowed target"),
       details: { field: "targetHostId", requested: "cpu-9", allowed: ["gpu-1", "gpu-2"] },
     });
     // An existing VM's spec is not re-checked on start (64 vCPUs is over ml's limit of 32).
-    expect(decide(RULES, vm)).toBeUndefined();
+    expect(decide(RULES, vm)).toEqual(narrowed);
     expect(decide(RULES, { ...vm, create: { name: "a" } })).toMatchObject({ details: { field: "vcpus" } });
   });
 });

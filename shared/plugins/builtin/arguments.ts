@@ -7,10 +7,11 @@
  * What is checked when:
  * - creating a VM (single or cluster member): `defaults` fill unset spec fields, then the spec
  *   (`limits`, `allowed.images`, `allowed.hypervisors`) and the site (`allowed.sites`) are checked;
- * - every start and migration: an explicit `targetHostId` against `allowed.hosts`.
+ * - every start and migration: an explicit `targetHostId` against `allowed.hosts`; and the hosts the
+ *   scheduler may choose from are narrowed to `allowed.hosts` too (recorded as the operation's
+ *   `allowedHosts` argument, which placement honours and names when nothing fits).
  * The spec of an existing VM is not re-checked on start: it was accepted when the VM was created and
- * no API can change it, so refusing would strand the VM. `allowed.hosts` constrains explicit targets
- * only; where the scheduler may place a VM is a scheduler policy's business (filters).
+ * no API can change it, so refusing would strand the VM.
  *
  * How several matching rules combine — per field, the most specific rule wins:
  * a rule naming projects and roles (3) beats one naming projects (2), which beats one naming roles
@@ -22,7 +23,7 @@
  * config order.
  *
  * An unset hypervisor means "any kind", so with `allowed.hypervisors` set it is refused unless a
- * default names one. An unset image means a diskless VM, which `allowed.images` does not forbid.
+ * default names one. Likewise an unset image (a diskless VM) with `allowed.images` set.
  */
 import type { HypervisorKind, Role } from "../../contracts/common.ts";
 import type { VmSpec } from "../../contracts/vm.ts";
@@ -42,7 +43,7 @@ export type ArgumentRule = {
   allowed?: {
     images?: readonly string[];
     hypervisors?: readonly HypervisorKind[];
-    /** Explicit `targetHostId` of a start or migration. */
+    /** The hosts a start or migration may go to: an explicit `targetHostId`, and the scheduler's choice. */
     hosts?: readonly string[];
     /** The site a new VM is created in. */
     sites?: readonly string[];
@@ -160,6 +161,15 @@ export function checkCreate(spec: VmSpec, site: string, policy: EffectivePolicy)
     list && requested !== undefined && !list.includes(requested)
       ? { field, requested, allowed: list, reason: `${field} ${requested} is not allowed (${listed(list)})` }
       : undefined;
+  const imageUnset: Violation | undefined =
+    allowed.images && spec.image === undefined
+      ? {
+          field: "image",
+          requested: null,
+          allowed: allowed.images,
+          reason: `an image must be named (${listed(allowed.images)})`,
+        }
+      : undefined;
   const hypervisorUnset: Violation | undefined =
     allowed.hypervisors && spec.hypervisor === undefined
       ? {
@@ -175,6 +185,7 @@ export function checkCreate(spec: VmSpec, site: string, policy: EffectivePolicy)
     Object.entries(spec.devices ?? {})
       .map(([model, n]) => (n > 0 ? over(`devices.${model}`, n, limits.devices[model]) : undefined))
       .find(Boolean) ??
+    imageUnset ??
     notIn("image", spec.image, allowed.images) ??
     hypervisorUnset ??
     notIn("hypervisor", spec.hypervisor, allowed.hypervisors) ??
@@ -205,7 +216,11 @@ export function decide(rules: readonly ArgumentRule[], req: ActionRequest): Verd
     const { reason, ...details } = violation;
     return { veto: reason, details };
   }
-  return spec !== req.spec ? { spec } : undefined;
+  // The scheduler, too, may only choose among the allowed hosts.
+  const hosts = policy.allowed.hosts;
+  const args = hosts ? { allowedHosts: [...hosts] } : undefined;
+  if (spec === req.spec && !args) return undefined;
+  return { ...(spec !== req.spec ? { spec } : {}), ...(args ? { args } : {}) };
 }
 
 /** The `arguments` plugin. Its options are checked here, so a bad rule stops start-up. */
