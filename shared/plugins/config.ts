@@ -5,7 +5,7 @@
  */
 import type { Policy } from "../scheduler/policy.ts";
 import { checkScheduler } from "../scheduler/site-policies.ts";
-import type { Plugin } from "./types.ts";
+import type { Hooks, Plugin } from "./types.ts";
 
 export type SchedulerConfig = {
   /** The policy for projects and clusters that name none (a built-in name or one of `policies`). */
@@ -38,6 +38,25 @@ export const DEFAULT_NOTIFICATIONS = {
 } as const satisfies Required<NotificationConfig>;
 
 export const DEFAULT_TIMEOUT_MS = 2000;
+
+/**
+ * Registers a plugin for some of its events only, as Usher's config registered plugins per event:
+ * `on(["start", "vm_released"], dns())`. Its other hooks are left out (its placement stages stay).
+ * Naming an event the plugin has no hook for is a mistake, refused at start-up; `timeoutMs`
+ * overrides the plugin's own limit for this registration.
+ */
+export function on(
+  events: readonly (keyof Hooks)[],
+  plugin: Plugin,
+  options: { timeoutMs?: number } = {},
+): Plugin {
+  const missing = events.filter((e) => !Object.hasOwn(plugin.hooks, e));
+  if (missing.length)
+    throw new Error(`usher.config: plugin ${plugin.name} has no hook for ${missing.join(", ")}`);
+  if (!events.length) throw new Error(`usher.config: plugin ${plugin.name} registered for no event`);
+  const hooks = Object.fromEntries(events.map((e) => [e, plugin.hooks[e]])) as Hooks;
+  return { ...plugin, hooks, ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) };
+}
 
 /** Checks a config and returns it; use as `export default defineConfig({...})`. */
 export function defineConfig(config: UsherConfig): UsherConfig {

@@ -20,7 +20,11 @@ const hostArb = fc
       "enabled" as const,
       "enabled" as const,
       "disabled" as const,
+      "draining" as const,
+      "drained" as const,
       "down" as const,
+      "fencing" as const,
+      "fenced" as const,
     ),
     limitVcpus: fc.integer({ min: 1, max: 32 }),
     limitMemoryMiB: fc.integer({ min: 256, max: 32768 }),
@@ -143,6 +147,8 @@ describe("placement properties", () => {
               return;
             }
             const slot = s.slot(r.hostId);
+            // Only an enabled host takes a placement: never one draining, down or fenced.
+            expect(hosts.find((h) => h.id === r.hostId)?.state).toBe("enabled");
             for (const other of d.differentHostFrom ?? []) expect(s.members.vmHost.get(other)).not.toBe(slot);
             for (const other of d.sameHostAs ?? []) expect(s.members.vmHost.get(other)).toBe(slot);
             s.apply(r.hostId, d);
