@@ -328,7 +328,12 @@ describe("dry run", () => {
       gang: null,
     });
     expect(one.candidates.map((c) => c.hostId)).toEqual(["dry-1", "dry-2"]);
-    expect(Object.keys(one.candidates[0]!.scores)).toEqual(["device_reserve", "soft_affinity", "pack"]);
+    expect(Object.keys(one.candidates[0]!.scores)).toEqual([
+      "device_reserve",
+      "fragmentation",
+      "soft_affinity",
+      "pack",
+    ]);
     expect(one.candidates[0]!.score).toBeGreaterThan(one.candidates[1]!.score);
     // bob's project spreads.
     expect(
@@ -399,7 +404,7 @@ describe("dry run", () => {
       const scores = s.candidates.map((c) => c.score);
       expect(scores).toEqual([...scores].sort((a, b) => b - a));
       for (const c of s.candidates)
-        expect(Object.keys(c.scores)).toEqual(["device_reserve", "soft_affinity", "pack"]);
+        expect(Object.keys(c.scores)).toEqual(["device_reserve", "fragmentation", "soft_affinity", "pack"]);
     }
     // The first pick's pack score beats the others: best fit on the smallest host.
     expect(steps[0]!.candidates[0]!.scores.pack).toBeGreaterThan(steps[0]!.candidates[1]!.scores.pack!);

@@ -127,7 +127,12 @@ describe("dry run", () => {
       {
         hostId: "host-3",
         score: expect.any(Number),
-        scores: { device_reserve: 0, soft_affinity: 0, pack: expect.any(Number) },
+        scores: {
+          device_reserve: 0,
+          fragmentation: expect.any(Number),
+          soft_affinity: 0,
+          pack: expect.any(Number),
+        },
       },
     ]);
 

@@ -141,8 +141,8 @@ describe("dryRun", () => {
     expect(r.candidates.map((c) => c.hostId)).toEqual(["b", "a", "g"]);
     expect(r.candidates[0]).toEqual({
       hostId: "b",
-      score: expect.closeTo(4 + 0.875),
-      scores: { device_reserve: 1, soft_affinity: 0, pack: expect.closeTo(0.875) },
+      score: expect.closeTo(16 + 8 + 0.875),
+      scores: { device_reserve: 1, fragmentation: 1, soft_affinity: 0, pack: expect.closeTo(0.875) },
     });
     expect(r.rejections).toEqual({ host_state: { count: 1, reason: "host is not enabled" } });
     expect(r.considered).toBe(4);

@@ -35,14 +35,15 @@ export const ALL_FILTERS = [
   "different_host",
 ] as const satisfies readonly FilterName[];
 
-// Weights act as tiers (every score is 0..1): keeping GPU hosts for GPU work (4) outranks soft
-// affinity (2), which outranks the fit itself (1).
+// Weights act as tiers (every score is 0..1): keeping GPU hosts for GPU work (16) outranks keeping
+// their GPUs usable (8), which outranks soft affinity (2), which outranks the fit itself (1).
 export const POLICIES = {
   /** Best fit, GPU-aware: the default, the packer (most placed before the first failure). */
   pack: {
     filters: ALL_FILTERS,
     weighers: [
-      { name: "device_reserve", weight: 4 },
+      { name: "device_reserve", weight: 16 },
+      { name: "fragmentation", weight: 8 },
       { name: "soft_affinity", weight: 2 },
       { name: "pack", weight: 1 },
     ],

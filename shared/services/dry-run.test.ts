@@ -32,7 +32,12 @@ describe("gangSteps", () => {
       expect(step.total).toBe(step.candidates.length);
       const scores = step.candidates.map((c) => c.score);
       expect(scores).toEqual([...scores].sort((x, y) => y - x));
-      expect(Object.keys(step.candidates[0]!.scores)).toEqual(["device_reserve", "soft_affinity", "pack"]);
+      expect(Object.keys(step.candidates[0]!.scores)).toEqual([
+        "device_reserve",
+        "fragmentation",
+        "soft_affinity",
+        "pack",
+      ]);
     }
     // Pure: the snapshot is as it was, and the gang decides the same on it.
     expect(s.toHosts()).toEqual(before);
