@@ -74,6 +74,12 @@ export const ControlPlaneEnv = z.object({
   USHER_IDEMPOTENCY_TTL_SECONDS: z.coerce.number().int().min(60).default(86_400),
   /** Reconciliation policy for VMs whose host disagrees with the record: `adopt` the host's truth, or mark them `error`. */
   USHER_DRIFT_POLICY: z.enum(["adopt", "error"]).default("error"),
+  /**
+   * How long a scheduling process places VMs from its last read of a site's hosts before reading them
+   * again (0: read every time). Stale is safe: claims are conditional, and "nothing fits" is only said
+   * after a fresh read (shared/services/host-cache.ts).
+   */
+  USHER_HOST_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(2_000),
   /** Seconds without a reachable report after which a host is marked `down`. */
   USHER_HOST_DOWN_AFTER_SECONDS: z.coerce.number().int().min(10).default(120),
   /**

@@ -3,6 +3,7 @@ import type { Plugins } from "../plugins/host.ts";
 import type { QueueClient } from "../queue/sqs.ts";
 import type { SigningKey } from "../signing/keys.ts";
 import type { Db } from "../store/client.ts";
+import type { HostCache } from "./host-cache.ts";
 
 /** What every control-plane service needs. Built once per process by `createControlPlane`. */
 export type Deps = {
@@ -16,6 +17,8 @@ export type Deps = {
   now: () => Date;
   /** The site's plugins (usher.config.ts). */
   plugins: Plugins;
+  /** Sites' hosts as this process last read them, for placement (host-cache.ts); absent: always read. */
+  hostCache?: HostCache | undefined;
   config: {
     defaultSite: string;
     opTimeoutSeconds: number;

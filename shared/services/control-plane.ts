@@ -9,6 +9,7 @@ import { QueueClient } from "../queue/sqs.ts";
 import { importEd25519 } from "../signing/keys.ts";
 import { createDb } from "../store/client.ts";
 import { DEFAULT_SERVICE_CONFIG, type Deps } from "./context.ts";
+import { HostCache } from "./host-cache.ts";
 
 export type ControlPlane = { deps: Deps; verifyToken: TokenVerifier };
 
@@ -44,6 +45,7 @@ export async function createControlPlane(
     log,
     now: () => new Date(),
     plugins: new Plugins(opts.config),
+    ...(env.USHER_HOST_CACHE_MS > 0 ? { hostCache: new HostCache(env.USHER_HOST_CACHE_MS) } : {}),
     config: {
       ...DEFAULT_SERVICE_CONFIG,
       defaultSite: env.USHER_DEFAULT_SITE,

@@ -92,7 +92,7 @@ export async function placeGangMember(
 }
 
 /** What one handler keeps between its attempts: the site as last read, refreshed where claims failed. */
-type Attempt = { site: SiteSnapshot | undefined };
+type Attempt = { site: SiteSnapshot | undefined; fresh?: boolean };
 
 /**
  * One attempt at deciding a pending gang: records it placed (claims and all) or failed, or returns
@@ -128,10 +128,17 @@ async function decide(deps: Deps, c: ClusterItem, op: OpItem, state: Attempt): P
     project: c.project,
     demands,
     except: new Set(ids),
+    fresh: state.fresh,
     ...(allowed ? { keep: (h: HostItem) => allowed.has(h.id) } : {}),
   });
   const site = state.site;
   const r = placeGang(site.snapshot, demands, policy, registry);
+  if ("failed" in r && !site.fresh) {
+    // Decided over the process's cached hosts: decide again on the site as it is now.
+    state.site = undefined;
+    state.fresh = true;
+    return;
+  }
   if ("failed" in r) {
     const m = vms[r.failed]!;
     return recordFailure(deps, c, op, {
@@ -215,6 +222,7 @@ async function decide(deps: Deps, c: ClusterItem, op: OpItem, state: Attempt): P
   const firstVm = firstHost + hostIds.length + claims.length;
   try {
     await transact(deps.db, joined.items);
+    for (const cl of claims) deps.hostCache?.claimed(c.site, cl.hostId, cl);
     deps.log.info("cluster placed", {
       opId: op.id,
       requestId: op.requestId,

@@ -55,7 +55,8 @@ export async function createHost(
   });
 }
 
-function newHost(deps: Deps, body: CreateHost): HostItem {
+/** The record of a newly registered host: limits from capacity and ratios, everything free. */
+export function newHost(deps: Deps, body: CreateHost): HostItem {
   const now = deps.now().toISOString();
   const ratios = { cpu: body.ratios?.cpu ?? 1, memory: body.ratios?.memory ?? 1 };
   const limits = limitsOf(body.capacity, ratios);

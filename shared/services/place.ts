@@ -50,15 +50,17 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
   const allowed = allowedHostsOf(op);
   const keep = (h: HostItem) =>
     (!opts.only || h.id === opts.only) && h.id !== opts.exclude && (!allowed || allowed.has(h.id));
-  const site = await loadSnapshot(deps, vm.site, {
-    project: vm.project,
-    demands: [demand],
-    except: new Set([vm.id]),
-    keep,
-  });
+  const read = (fresh: boolean) =>
+    loadSnapshot(deps, vm.site, { project: vm.project, demands: [demand], except: new Set([vm.id]), keep, fresh });
+  let site = await read(false);
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const result = placeOne(site.snapshot, demand, policy, registry);
     const best = result.hostId === undefined ? undefined : site.hosts.get(result.hostId);
+    if (!best && !site.fresh) {
+      // Decided over the process's cached hosts: "nothing fits" is said only of the site as it is now.
+      site = await read(true);
+      continue;
+    }
     if (!best) {
       const where = opts.only ? ` (target host ${opts.only} in site ${vm.site})` : ` in site ${vm.site}`;
       const narrowed = allowed ? `, among the hosts site policy allows (${[...allowed].join(", ")})` : "";
@@ -109,6 +111,7 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
     );
     try {
       await transact(deps.db, joined.items);
+      deps.hostCache?.claimed(vm.site, best.id, claim);
       deps.log.info("capacity claimed", {
         opId: op.id,
         requestId: op.requestId,

@@ -14,7 +14,8 @@ import { queryAll } from "../store/base.ts";
 import type { HostItem, OpItem, VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
-import { getHostItem, siteHosts } from "./hosts.ts";
+import { placementHosts } from "./host-cache.ts";
+import { getHostItem } from "./hosts.ts";
 import { getVmItem } from "./vms.ts";
 
 /**
@@ -55,7 +56,12 @@ const hasGroup = (d: Demand) =>
   d.affinityGroup !== undefined || d.antiAffinityGroup !== undefined || d.softAffinityGroup !== undefined;
 
 /** A site's hosts as the scheduler sees them, with the stored items by id (for the claim). */
-export type SiteSnapshot = { snapshot: Snapshot; hosts: Map<string, HostItem> };
+export type SiteSnapshot = {
+  snapshot: Snapshot;
+  hosts: Map<string, HostItem>;
+  /** Read from DynamoDB for this decision, not through the host cache: "nothing fits" is then true. */
+  fresh: boolean;
+};
 
 type Placed = Pick<VmItem, "id" | "project" | "hostId" | "migrationHostId" | "placement">;
 
@@ -100,9 +106,12 @@ export async function loadSnapshot(
     demands: readonly Demand[];
     except?: ReadonlySet<string> | undefined;
     keep?: ((host: HostItem) => boolean) | undefined;
+    /** Read the site now rather than through the process's host cache (for a "nothing fits"). */
+    fresh?: boolean | undefined;
   },
 ): Promise<SiteSnapshot> {
-  const all = await siteHosts(deps, site);
+  const fresh = opts.fresh === true || !deps.hostCache;
+  const all = await placementHosts(deps, site, { fresh });
   const items = opts.keep ? all.filter(opts.keep) : all;
   const relates = opts.demands.some(
     (d) => hasGroup(d) || d.sameHostAs?.length || d.differentHostFrom?.length,
@@ -128,7 +137,7 @@ export async function loadSnapshot(
   const snapshot = new Snapshot(
     items.map((h) => ({ ...snapshotHost(h), vmIds: vmIds.get(h.id)!, groups: groups.get(h.id)! })),
   );
-  return { snapshot, hosts: new Map(items.map((h) => [h.id, h])) };
+  return { snapshot, hosts: new Map(items.map((h) => [h.id, h])), fresh };
 }
 
 /** A host as placement sees it: its record, with the load its agent last reported. */
@@ -149,6 +158,7 @@ export async function refreshHost(
   keep?: (host: HostItem) => boolean,
 ): Promise<void> {
   const fresh = await getHostItem(deps, hostId);
+  deps.hostCache?.put(site, hostId, fresh);
   if (fresh && fresh.site === site && (!keep || keep(fresh))) {
     s.snapshot.upsert(snapshotHost(fresh));
     s.hosts.set(hostId, fresh);

@@ -1,0 +1,77 @@
+/**
+ * Each site's hosts as a scheduling process last read them, so a placement does not read the whole
+ * site from DynamoDB every time (a query of 1,000 hosts takes about as long as ten claims). Safe to be
+ * stale: a placement only chooses with it, and the claim's conditional write checks the host as it
+ * really is; a failed claim re-reads that host into the cache, and "nothing fits" is only ever
+ * answered from a fresh read (see place.ts). The process's own claims are applied as they commit.
+ *
+ * One per process (`Deps.hostCache`), on Lambda per warm container. Tests that want every read fresh
+ * build their deps without one.
+ */
+import type { DeviceCounts } from "../contracts/common.ts";
+import type { HostItem } from "../store/items.ts";
+import type { Deps } from "./context.ts";
+import { siteHosts } from "./hosts.ts";
+
+type Entry = { hosts: Map<string, HostItem>; readAt: number; reading?: Promise<Map<string, HostItem>> };
+
+export class HostCache {
+  private readonly sites = new Map<string, Entry>();
+  /** Reads of a whole site, for the benchmark's counts. */
+  reads = 0;
+
+  /** How long a site's read serves placements before it is read again. */
+  readonly maxAgeMs: number;
+
+  constructor(maxAgeMs: number) {
+    this.maxAgeMs = maxAgeMs;
+  }
+
+  /** The site's hosts: as last read if that is recent enough (or `fresh` is false), else read now. */
+  async hosts(deps: Deps, site: string, opts: { fresh?: boolean } = {}): Promise<HostItem[]> {
+    const now = Date.now();
+    const entry = this.sites.get(site);
+    if (entry && !opts.fresh && now - entry.readAt < this.maxAgeMs) return [...entry.hosts.values()];
+    // Concurrent placements in one process share one read.
+    if (entry?.reading) return [...(await entry.reading).values()];
+    const next: Entry = entry ?? { hosts: new Map(), readAt: 0 };
+    next.reading = siteHosts(deps, site).then((items) => new Map(items.map((h) => [h.id, h])));
+    this.sites.set(site, next);
+    try {
+      next.hosts = await next.reading;
+      next.readAt = now;
+    } finally {
+      next.reading = undefined;
+    }
+    this.reads++;
+    return [...next.hosts.values()];
+  }
+
+  /** A host as just read (a re-read after a failed claim); undefined when it is gone. */
+  put(site: string, hostId: string, item: HostItem | undefined): void {
+    const entry = this.sites.get(site);
+    if (!entry) return;
+    if (item && item.site === site) entry.hosts.set(hostId, item);
+    else entry.hosts.delete(hostId);
+  }
+
+  /** This process's claim committed: the host's free counters as the claim left them. */
+  claimed(site: string, hostId: string, amounts: { vcpus: number; memoryMiB: number; devices: DeviceCounts }) {
+    const host = this.sites.get(site)?.hosts.get(hostId);
+    if (!host) return;
+    const freeDevices = { ...host.freeDevices };
+    for (const [model, n] of Object.entries(amounts.devices)) freeDevices[model] = (freeDevices[model] ?? 0) - n;
+    this.sites.get(site)!.hosts.set(hostId, {
+      ...host,
+      freeVcpus: host.freeVcpus - amounts.vcpus,
+      freeMemoryMiB: host.freeMemoryMiB - amounts.memoryMiB,
+      freeDevices,
+      version: host.version + 1,
+    });
+  }
+}
+
+/** The site's hosts for a placement: through the process's cache when it has one. */
+export function placementHosts(deps: Deps, site: string, opts: { fresh?: boolean } = {}): Promise<HostItem[]> {
+  return deps.hostCache ? deps.hostCache.hosts(deps, site, opts) : siteHosts(deps, site);
+}
