@@ -110,8 +110,9 @@ export const FenceConfig = z.strictObject({
   /**
    * Each command's time limit (killed after it, and the fence fails). With verifyArgv, both must fit
    * in the agent's visibilityTimeoutSeconds, or the task is delivered again while it still runs.
+   * The default, 25, keeps a fence with its verification (2 × 25 s) inside the default 60 s.
    */
-  timeoutSeconds: z.number().min(0.1).max(600).default(30),
+  timeoutSeconds: z.number().min(0.1).max(600).default(25),
 });
 export type FenceConfig = z.infer<typeof FenceConfig>;
 

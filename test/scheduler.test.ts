@@ -176,6 +176,15 @@ describe("dry run", () => {
     expect(
       (await t.api("/v1/scheduler/dry-run", { token: user, json: { vcpus: 1, memoryMiB: 256 } })).status,
     ).toBe(403);
+    // An operator sees its own project's placement; another project's groups are for admins.
+    const operator = await t.mintToken({ sub: "olly", project: "ops", roles: ["operator"] });
+    const own = await t.api("/v1/scheduler/dry-run", { token: operator, json: { vcpus: 1, memoryMiB: 256 } });
+    expect(own.status).toBe(200);
+    const theirs = await t.api("/v1/scheduler/dry-run", {
+      token: operator,
+      json: { vcpus: 1, memoryMiB: 256, project: "sched" },
+    });
+    expect(theirs.status).toBe(403);
     expect(
       (await t.api("/v1/scheduler/dry-run", { json: { vcpus: 1, memoryMiB: 256, policy: "nonesuch" } }))
         .status,

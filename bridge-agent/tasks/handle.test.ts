@@ -248,7 +248,15 @@ describe("fence config", () => {
     ).toThrow(/hosts\.0\.fence\.timeoutSeconds: a fence may take 60 s/);
     expect(parseAgentConfig(host({ argv: ["ipmitool", "power", "off"] })).hosts[0]?.fence).toEqual({
       argv: ["ipmitool", "power", "off"],
-      timeoutSeconds: 30,
+      timeoutSeconds: 25,
     });
+    // The defaults fit: a fence and its verification within the default visibility timeout.
+    const { visibilityTimeoutSeconds: _, ...defaults } = base;
+    expect(() =>
+      parseAgentConfig({
+        ...defaults,
+        hosts: [{ id: "k1", kind: "sim", address: "127.0.0.1", fence: { argv: ["a"], verifyArgv: ["b"] } }],
+      }),
+    ).not.toThrow();
   });
 });

@@ -5,9 +5,15 @@ import { Operation, Placement, Vm, VmSpec } from "./vm.ts";
 /** A scheduler policy's name: a built-in (`pack`, `spread`, `load`, `power-saving`) or the site's. */
 export const PolicyName = z.string().regex(/^[a-z][a-z0-9_-]{0,39}$/, "a policy name");
 
+/**
+ * VMs one cluster request may create: its members are created in one DynamoDB transaction and placed
+ * in another (100 items at most each); the gang's is the larger (see shared/services/clusters.ts).
+ */
+export const MAX_CLUSTER_VMS = 24;
+
 /** One group of alike members in a virtual cluster (a head node, or N workers). */
 export const ClusterMember = VmSpec.extend({
-  count: z.number().int().min(1).max(100),
+  count: z.number().int().min(1).max(MAX_CLUSTER_VMS),
   /** Members are named `<cluster>-<role>-<n>`; `node` when absent. */
   role: Name.optional(),
   labels: Labels.optional(),
@@ -33,10 +39,13 @@ export const CreateCluster = z
       members: z
         .array(ClusterMember.omit({ labels: true }).extend({ labels: Labels.optional() }))
         .min(1)
-        .max(20),
+        .max(20)
+        .refine((ms) => ms.reduce((n, m) => n + m.count, 0) <= MAX_CLUSTER_VMS, {
+          message: `a cluster request holds at most ${MAX_CLUSTER_VMS} VMs`,
+        }),
     }),
     ClusterBase.extend(VmSpec.shape).extend({
-      count: z.number().int().min(1).max(100),
+      count: z.number().int().min(1).max(MAX_CLUSTER_VMS),
       placement: Placement.optional(),
     }),
   ])

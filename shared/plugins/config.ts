@@ -55,7 +55,23 @@ export function on(
     throw new Error(`usher.config: plugin ${plugin.name} has no hook for ${missing.join(", ")}`);
   if (!events.length) throw new Error(`usher.config: plugin ${plugin.name} registered for no event`);
   const hooks = Object.fromEntries(events.map((e) => [e, plugin.hooks[e]])) as Hooks;
-  return { ...plugin, hooks, ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) };
+  const registered = {
+    ...plugin,
+    hooks,
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+  };
+  origins.set(registered, originOf(plugin));
+  return registered;
+}
+
+const origins = new WeakMap<Plugin, Plugin>();
+
+/**
+ * The plugin object its factory made, for a registration `on()` made of it: plugins that keep state
+ * by their own object (the quotas and leases APIs find their options so) look it up through this.
+ */
+export function originOf(plugin: Plugin): Plugin {
+  return origins.get(plugin) ?? plugin;
 }
 
 /** Checks a config and returns it; use as `export default defineConfig({...})`. */

@@ -5,7 +5,13 @@
 
 import type { z } from "zod";
 import { isAdmin, type Principal } from "../auth/principal.ts";
-import type { Cluster, ClusterActionRequest, ClusterMember, CreateCluster } from "../contracts/cluster.ts";
+import {
+  type Cluster,
+  type ClusterActionRequest,
+  type ClusterMember,
+  type CreateCluster,
+  MAX_CLUSTER_VMS,
+} from "../contracts/cluster.ts";
 import { type Placement, type Vm, VmSpec } from "../contracts/vm.ts";
 import { ConflictError, ErrorCode, NotFoundError, ValidationError } from "../errors.ts";
 import { newId } from "../ids.ts";
@@ -28,7 +34,7 @@ import { newVmItems, type RequestContext, requestAction } from "./vms.ts";
  *   update per host used (at most N) + plugins' claim contributions (assumed at most one item per VM
  *   plus two, e.g. an address per VM and a project quota): 2 + 2N + N + N + 2 = 4N + 4 ≤ 100, so N ≤ 24.
  */
-export const MAX_CLUSTER_VMS = 24;
+export { MAX_CLUSTER_VMS };
 
 export type Member = { role: string; spec: VmSpec; labels: Record<string, string>; placement?: Placement };
 

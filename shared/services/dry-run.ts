@@ -3,14 +3,14 @@
  * site as it stands, with every candidate's scores and every filter's rejections (for a gang, member
  * by member as the gang fills the site). Claims nothing.
  */
-import type { Principal } from "../auth/principal.ts";
+import { isAdmin, type Principal } from "../auth/principal.ts";
 import {
   type DryRunGangStep,
   type DryRunRequest,
   type DryRunResponse,
   GANG_STEP_CANDIDATES,
 } from "../contracts/scheduler.ts";
-import { ValidationError } from "../errors.ts";
+import { ErrorCode, UsherError, ValidationError } from "../errors.ts";
 import { groupDemand, largestFirst, placeGang } from "../scheduler/gang.ts";
 import { dryRun, explain, placeOne, type Snapshot } from "../scheduler/pipeline.ts";
 import type { Policy } from "../scheduler/policy.ts";
@@ -27,6 +27,9 @@ export async function schedulerDryRun(
   req: DryRunRequest,
 ): Promise<DryRunResponse> {
   const project = req.project ?? principal.project;
+  // Another project's groups say where its VMs are: that is for admins.
+  if (project !== principal.project && !isAdmin(principal))
+    throw new UsherError(ErrorCode.forbidden, "only admins may dry-run for another project");
   const site = req.site ?? deps.config.defaultSite;
   checkPolicyName(deps, req.policy);
   const { name: policyName, policy, registry } = policyFor(deps, { cluster: req.policy, project });

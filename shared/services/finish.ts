@@ -137,7 +137,8 @@ export async function finishOperation(
     if (to && to !== vm.state) stateChange = { from: vm.state, to };
     // The VM leaves its home host: resource plugins (addresses, quotas) give back in this transaction.
     const leavesHome = vm.hostId !== undefined && released.some((c) => c.hostId === vm.hostId);
-    leftHome = leavesHome;
+    // Released its home host and has none after (a migration moves home, keeping its address).
+    leftHome = leavesHome && !("hostId" in p.set);
     const contributions = leavesHome ? await deps.plugins.release(deps, { op, vms: [vm] }) : [];
     const extra = vmChanges(contributions, vm.id);
     // The VM's turn advances by exactly one: this operation must be the one whose turn it was.

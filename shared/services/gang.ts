@@ -7,7 +7,7 @@
  * every member's first start fails with it.
  */
 import type { ErrorInfo } from "../contracts/common.ts";
-import { ErrorCode, UsherError } from "../errors.ts";
+import { ConflictError, ErrorCode, UsherError } from "../errors.ts";
 import { contributionVerdict, joinContributions, vmChanges } from "../plugins/contributions.ts";
 import type { Contribution } from "../plugins/types.ts";
 import { placeGang } from "../scheduler/gang.ts";
@@ -74,17 +74,16 @@ export async function placeGangMember(
       // Placed, yet this member holds no host (it cannot lose it before its first start ends): alone, then.
       return { vm: now, host: await place(deps, now, op, { field: "hostId", cluster: c }) };
     }
-    // Still pending after a recorded failure was refused: a redelivery decides again later.
-    if (attempt > MAX_ATTEMPTS) throw new Error(`cluster ${c.id}: gang placement undecided`);
-    if (attempt === MAX_ATTEMPTS) {
-      // Never leave the gang undecided while failing a member: the others would go on without it.
-      await recordFailure(deps, c, op, {
-        code: ErrorCode.noCapacity,
-        message: `could not place cluster ${c.name} after ${MAX_ATTEMPTS} attempts under contention; no member was placed`,
-      });
-    } else {
-      await decide(deps, c, op, state);
+    if (attempt >= MAX_ATTEMPTS) {
+      // Contention, not "no capacity": the gang stays pending and this start's message is delivered
+      // again, so the placement is tried afresh later (a member's start that runs out of time fails
+      // the gang then, with its reason).
+      throw new ConflictError(
+        ErrorCode.conflict,
+        `could not decide cluster ${c.name}'s placement after ${MAX_ATTEMPTS} attempts under contention; will retry`,
+      );
     }
+    await decide(deps, c, op, state);
     const fresh = await getClusterItem(deps, c.id);
     if (!fresh?.gang) throw new UsherError(ErrorCode.invalidState, `cluster ${c.id} is gone`);
     c = fresh;

@@ -56,11 +56,16 @@ export class HostCache {
   }
 
   /** This process's claim committed: the host's free counters as the claim left them. */
-  claimed(site: string, hostId: string, amounts: { vcpus: number; memoryMiB: number; devices: DeviceCounts }) {
+  claimed(
+    site: string,
+    hostId: string,
+    amounts: { vcpus: number; memoryMiB: number; devices: DeviceCounts },
+  ) {
     const host = this.sites.get(site)?.hosts.get(hostId);
     if (!host) return;
     const freeDevices = { ...host.freeDevices };
-    for (const [model, n] of Object.entries(amounts.devices)) freeDevices[model] = (freeDevices[model] ?? 0) - n;
+    for (const [model, n] of Object.entries(amounts.devices))
+      freeDevices[model] = (freeDevices[model] ?? 0) - n;
     this.sites.get(site)!.hosts.set(hostId, {
       ...host,
       freeVcpus: host.freeVcpus - amounts.vcpus,
@@ -72,6 +77,10 @@ export class HostCache {
 }
 
 /** The site's hosts for a placement: through the process's cache when it has one. */
-export function placementHosts(deps: Deps, site: string, opts: { fresh?: boolean } = {}): Promise<HostItem[]> {
+export function placementHosts(
+  deps: Deps,
+  site: string,
+  opts: { fresh?: boolean } = {},
+): Promise<HostItem[]> {
   return deps.hostCache ? deps.hostCache.hosts(deps, site, opts) : siteHosts(deps, site);
 }

@@ -7,9 +7,11 @@
  * with the destroy or delete that releases that host, and acts on expiry in the sweep; this module
  * holds the policy, the item and renewal.
  */
+
 import type { Principal } from "../auth/principal.ts";
 import type { Lease, LeaseExpiryAction, RenewLease } from "../contracts/lease.ts";
 import { ConflictError, ErrorCode, NotFoundError, UsherError, ValidationError } from "../errors.ts";
+import { originOf } from "../plugins/config.ts";
 import type { Plugin } from "../plugins/types.ts";
 import { getItem, putOf, type TxItem, transact, updateOf } from "../store/base.ts";
 import { failedConditions, isTransactionConflict } from "../store/errors.ts";
@@ -79,7 +81,7 @@ export function registerLeasePolicy(plugin: Plugin, options: LeaseOptions): Plug
 /** The configured leases plugin's options; undefined when the site runs none. */
 export function leaseOptionsOf(deps: Deps): LeaseOptions | undefined {
   for (const plugin of deps.plugins.list) {
-    const options = registry.get(plugin);
+    const options = registry.get(originOf(plugin));
     if (options) return options;
   }
   return undefined;

@@ -51,7 +51,13 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
   const keep = (h: HostItem) =>
     (!opts.only || h.id === opts.only) && h.id !== opts.exclude && (!allowed || allowed.has(h.id));
   const read = (fresh: boolean) =>
-    loadSnapshot(deps, vm.site, { project: vm.project, demands: [demand], except: new Set([vm.id]), keep, fresh });
+    loadSnapshot(deps, vm.site, {
+      project: vm.project,
+      demands: [demand],
+      except: new Set([vm.id]),
+      keep,
+      fresh,
+    });
   let site = await read(false);
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const result = placeOne(site.snapshot, demand, policy, registry);

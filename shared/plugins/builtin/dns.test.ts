@@ -184,13 +184,38 @@ describe("dns plugin through the scheduler, finisher and outbox", () => {
     expect(tasks.map((t) => t.event)).toEqual(["destroy"]);
   });
 
+  it("keeps the records of a VM that migrates: it keeps its address on its new host", async () => {
+    await createHost(
+      deps,
+      { actor: admin.subject, requestId: "req" },
+      {
+        id: "dns-h2",
+        site: "local",
+        kind: "sim",
+        address: "dns-h2.sim",
+        capacity: { vcpus: 64, memoryMiB: 65_536 },
+      },
+    );
+    const { vm: started } = await startVm(deps, user, { name: "web-5" });
+    const address = started!.network!.address;
+    await tasksAfterDelivery(started!.id);
+    const target = started!.hostId === "dns-h1" ? "dns-h2" : "dns-h1";
+    const { vm: moved, op } = await actOn(deps, admin, started!.id, {
+      action: "migrate",
+      targetHostId: target,
+    });
+    expect(op.status).toBe("succeeded");
+    expect(moved).toMatchObject({ hostId: target, network: { address } });
+    expect(await tasksAfterDelivery(started!.id)).toEqual([]);
+  });
+
   it("removes the records of a VM whose domain vanished (drift, adopt policy) with its address", async () => {
     const { vm: started } = await startVm(deps, user, { name: "web-4" });
     const address = started!.network!.address;
     await tasksAfterDelivery(started!.id);
     const adopt: Deps = { ...deps, config: { ...deps.config, driftPolicy: "adopt" } };
     const later = new Date(Date.now() + 60_000).toISOString();
-    const inv = { hostId: "dns-h1", reachable: true, domains: [] };
+    const inv = { hostId: started!.hostId!, reachable: true, domains: [] };
     const drifts = await reconcileHost(adopt, inv, later);
     expect(drifts.filter((d) => d.vmId === started!.id)).toHaveLength(1);
     expect((await getVmItem(deps, started!.id))?.network).toBeUndefined();

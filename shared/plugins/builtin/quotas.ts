@@ -9,10 +9,12 @@
  * A request that could never fit (one VM bigger than the whole quota) is vetoed at once by the request
  * hook; one that does not fit now fails its operation with `quota_exceeded`.
  */
+
 import { ErrorCode, UsherError } from "../../errors.ts";
 import type { Deps } from "../../services/context.ts";
 import { getItem, type TxItem, updateOf } from "../../store/base.ts";
 import type { VmItem } from "../../store/items.ts";
+import { originOf } from "../config.ts";
 import type { ActionRequest, ClaimBatch, Contribution, Plugin, ReleaseBatch, Verdict } from "../types.ts";
 import { movesHome } from "./home.ts";
 
@@ -86,7 +88,7 @@ const policies = new WeakMap<Plugin, LimitsFor>();
 /** The configured quotas plugin's limits (for `GET /v1/quotas`); undefined when the site runs none. */
 export function quotaLimitsOf(deps: Pick<Deps, "plugins">): LimitsFor | undefined {
   for (const plugin of deps.plugins.list) {
-    const limitsFor = policies.get(plugin);
+    const limitsFor = policies.get(originOf(plugin));
     if (limitsFor) return limitsFor;
   }
   return undefined;
