@@ -72,7 +72,7 @@ export async function placeGangMember(
       const host = now.hostId ? await getHostItem(deps, now.hostId) : undefined;
       if (host) return { vm: now, host };
       // Placed, yet this member holds no host (it cannot lose it before its first start ends): alone, then.
-      return { vm: now, host: await place(deps, now, op, { field: "hostId", cluster: c }) };
+      return place(deps, now, op, { field: "hostId", cluster: c });
     }
     if (attempt >= MAX_ATTEMPTS) {
       // Contention, not "no capacity": the gang stays pending and this start's message is delivered

@@ -13,7 +13,13 @@ import type { HostItem } from "../store/items.ts";
 import type { Deps } from "./context.ts";
 import { siteHosts } from "./hosts.ts";
 
-type Entry = { hosts: Map<string, HostItem>; readAt: number; reading?: Promise<Map<string, HostItem>> };
+type Entry = {
+  hosts: Map<string, HostItem>;
+  readAt: number;
+  reading?: Promise<Map<string, HostItem>> | undefined;
+  /** Hosts this process is claiming on right now, with how many claims. */
+  busy: Map<string, number>;
+};
 
 export class HostCache {
   private readonly sites = new Map<string, Entry>();
@@ -34,7 +40,7 @@ export class HostCache {
     if (entry && !opts.fresh && now - entry.readAt < this.maxAgeMs) return [...entry.hosts.values()];
     // Concurrent placements in one process share one read.
     if (entry?.reading) return [...(await entry.reading).values()];
-    const next: Entry = entry ?? { hosts: new Map(), readAt: 0 };
+    const next: Entry = entry ?? { hosts: new Map(), readAt: 0, busy: new Map() };
     next.reading = siteHosts(deps, site).then((items) => new Map(items.map((h) => [h.id, h])));
     this.sites.set(site, next);
     try {
@@ -53,6 +59,37 @@ export class HostCache {
     if (!entry) return;
     if (item && item.site === site) entry.hosts.set(hostId, item);
     else entry.hosts.delete(hostId);
+  }
+
+  /**
+   * Hosts this process has a claim in flight on. Placements decide without them: two claims on one
+   * host at once only conflict (DynamoDB cancels one transaction touching an item another holds).
+   */
+  busy(site: string): ReadonlyMap<string, number> {
+    return this.entry(site).busy;
+  }
+
+  /** Marks a claim on `hostId` in flight; call the returned function once it has ended. */
+  begin(site: string, hostId: string): () => void {
+    const busy = this.entry(site).busy;
+    busy.set(hostId, (busy.get(hostId) ?? 0) + 1);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const n = (busy.get(hostId) ?? 1) - 1;
+      if (n > 0) busy.set(hostId, n);
+      else busy.delete(hostId);
+    };
+  }
+
+  private entry(site: string): Entry {
+    let entry = this.sites.get(site);
+    if (!entry) {
+      entry = { hosts: new Map(), readAt: 0, busy: new Map() };
+      this.sites.set(site, entry);
+    }
+    return entry;
   }
 
   /** This process's claim committed: the host's free counters as the claim left them. */

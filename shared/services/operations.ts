@@ -118,10 +118,13 @@ export async function listOps(
  * Sends operations to the `ops` queue. A failed send is logged, not thrown: the operation is already
  * recorded as `queued`, and the sweep re-sends queued operations, so nothing is lost.
  */
-export async function enqueueOps(deps: Deps, ops: Pick<OpItem, "id" | "requestId">[]): Promise<void> {
+export async function enqueueOps(
+  deps: Deps,
+  ops: Pick<OpItem, "id" | "requestId" | "vmId">[],
+): Promise<void> {
   if (ops.length === 0) return;
   try {
-    await deps.queues.sendOps(ops.map((o) => ({ opId: o.id, requestId: o.requestId })));
+    await deps.queues.sendOps(ops.map((o) => ({ opId: o.id, requestId: o.requestId, vmId: o.vmId })));
   } catch (err) {
     deps.log.warn("ops queue send failed; the sweep will re-send", { err, opIds: ops.map((o) => o.id) });
   }

@@ -6,7 +6,7 @@ import type { HypervisorKind } from "../contracts/common.ts";
 import { ConflictError, ErrorCode, UsherError } from "../errors.ts";
 import { contributionVerdict, joinContributions, vmChanges } from "../plugins/contributions.ts";
 import { explain, placeOne } from "../scheduler/pipeline.ts";
-import { getItem, transact, updateOf } from "../store/base.ts";
+import { getItem, type TxItem, transact, updateOf } from "../store/base.ts";
 import { failedConditions, isTransactionConflict } from "../store/errors.ts";
 import type { ClaimItem, ClusterItem, HostItem, OpItem, VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
@@ -17,6 +17,8 @@ import { allowedHostsOf, demandOf, loadSnapshot, policyFor, refreshHost } from "
 import { getVmItem } from "./vms.ts";
 
 const MAX_ATTEMPTS = 25;
+/** How long a placement waits for this process's claims in flight before deciding without them. */
+const BUSY_WAIT_MS = 2_000;
 
 export type PlaceOptions = {
   /** Which VM field records the claimed host: `hostId`, or `migrationHostId` for a migration target. */
@@ -29,6 +31,14 @@ export type PlaceOptions = {
   kind?: HypervisorKind | undefined;
   /** The VM's cluster, when the caller has read it already (its policy applies). */
   cluster?: ClusterItem | undefined;
+  /**
+   * Records the dispatch in the claim's own transaction: `vmSet` joins the VM's update (its
+   * transitional state), `items` (the operation's and event's writes, not the VM's) join the rest.
+   */
+  dispatch?: {
+    vmSet: Record<string, unknown>;
+    items(host: HostItem, vm: VmItem): Promise<TxItem[]>;
+  };
 };
 
 /**
@@ -41,15 +51,27 @@ export type PlaceOptions = {
  * Hard constraints on other hosts (affinity, same host) see only the hosts `only` and `exclude` leave:
  * a migration moves one member of a hard-affinity group away from it, which is what was asked.
  */
-export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptions): Promise<HostItem> {
+/**
+ * Where a VM was placed, and the VM as its claim left it; `dispatched` when the caller's dispatch
+ * writes committed with the claim (not when a concurrent handler had placed it already).
+ */
+export type Placed = { host: HostItem; vm: VmItem; dispatched: boolean; movedOn?: boolean };
+
+export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptions): Promise<Placed> {
   const demand = demandOf(vm, opts.kind ?? vm.spec.hypervisor);
   const cluster =
     opts.cluster ??
     (vm.clusterId ? await getItem<ClusterItem>(deps.db, keys.cluster(vm.clusterId)) : undefined);
   const { name, policy, registry } = policyFor(deps, { cluster: cluster?.policy, project: vm.project });
   const allowed = allowedHostsOf(op);
+  // Hosts this process is claiming on are left out while there is time to wait for them, never after.
+  const busy = deps.hostCache?.busy(vm.site);
+  let avoidBusy = busy !== undefined;
   const keep = (h: HostItem) =>
-    (!opts.only || h.id === opts.only) && h.id !== opts.exclude && (!allowed || allowed.has(h.id));
+    (!opts.only || h.id === opts.only) &&
+    h.id !== opts.exclude &&
+    (!allowed || allowed.has(h.id)) &&
+    !(avoidBusy && busy?.has(h.id));
   const read = (fresh: boolean) =>
     loadSnapshot(deps, vm.site, {
       project: vm.project,
@@ -59,10 +81,33 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
       fresh,
     });
   let site = await read(false);
+  const waitUntil = Date.now() + BUSY_WAIT_MS;
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const result = placeOne(site.snapshot, demand, policy, registry);
     const best = result.hostId === undefined ? undefined : site.hosts.get(result.hostId);
-    if (!best && !site.fresh) {
+    if (Date.now() >= waitUntil) avoidBusy = false;
+    if (best && avoidBusy && busy?.has(best.id)) {
+      // Another placement of this process started claiming it since the snapshot was made.
+      attempt--;
+      site = await read(false);
+      continue;
+    }
+    if (!best && avoidBusy && busy?.size) {
+      // Perhaps only hosts this process is claiming on would fit: if so, wait for those claims.
+      avoidBusy = false;
+      const withBusy = await read(false);
+      const fits = placeOne(withBusy.snapshot, demand, policy, registry).hostId !== undefined;
+      avoidBusy = fits;
+      if (fits) {
+        attempt--;
+        await new Promise((r) => setTimeout(r, 2 + Math.random() * 8));
+        site = await read(false);
+        continue;
+      }
+      site = withBusy;
+    }
+    if (!best && (!site.fresh || avoidBusy)) {
+      avoidBusy = false;
       // Decided over the process's cached hosts: "nothing fits" is said only of the site as it is now.
       site = await read(true);
       continue;
@@ -96,27 +141,33 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
       placements: [{ vm, host: best }],
     });
     const extra = vmChanges(contributions, vm.id);
-    const joined = joinContributions(
-      [
-        ...claimItems(deps, best, claim),
-        {
-          // The VM takes one claim per role: a concurrent handler of this same operation cannot add a second.
-          Update: updateOf(
-            deps.db.table,
-            keys.vm(vm.id),
-            { set: { ...extra.set, [opts.field]: best.id }, remove: extra.remove, inc: { version: 1 } },
-            {
-              expr: `attribute_not_exists(#f) AND doneSeq = :prev`,
-              names: { "#f": opts.field },
-              values: { ":prev": op.seq - 1 },
-            },
-          ),
-        },
-      ],
-      contributions,
-    );
+    const vmSet = { ...extra.set, ...opts.dispatch?.vmSet, [opts.field]: best.id };
+    // The VM as the claim leaves it (its host, the plugins' fields such as the address): no re-read.
+    const placed: VmItem = { ...vm, ...vmSet, version: vm.version + 1 };
+    for (const f of extra.remove) delete (placed as Record<string, unknown>)[f];
+    const dispatchItems = opts.dispatch ? await opts.dispatch.items(best, placed) : [];
+    const own: TxItem[] = [
+      ...claimItems(deps, best, claim),
+      {
+        // The VM takes one claim per role: a concurrent handler of this same operation cannot add a second.
+        Update: updateOf(
+          deps.db.table,
+          keys.vm(vm.id),
+          { set: { ...vmSet, updatedAt: claim.createdAt }, remove: extra.remove, inc: { version: 1 } },
+          {
+            expr: `attribute_not_exists(#f) AND doneSeq = :prev`,
+            names: { "#f": opts.field },
+            values: { ":prev": op.seq - 1 },
+          },
+        ),
+      },
+      ...dispatchItems,
+    ];
+    const joined = joinContributions(own, contributions);
+    const ended = deps.hostCache?.begin(vm.site, best.id);
     try {
       await transact(deps.db, joined.items);
+      ended?.();
       deps.hostCache?.claimed(vm.site, best.id, claim);
       deps.log.info("capacity claimed", {
         opId: op.id,
@@ -125,16 +176,23 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
         hostId: best.id,
         attempt,
       });
-      return best;
+      return { host: best, vm: placed, dispatched: opts.dispatch !== undefined };
     } catch (err) {
+      ended?.();
       const failed = failedConditions(err) ?? [];
       const verdict = contributionVerdict(joined, contributions, failed);
       if (verdict instanceof UsherError) throw verdict;
-      if (verdict === "retry" && !failed.some((i) => i < 3)) continue;
+      if (verdict === "retry" && !failed.some((i) => i < own.length)) continue;
+      if (failed.some((i) => i >= 3 && i < own.length) && !failed.some((i) => i < 3)) {
+        // The caller's dispatch writes: the operation moved on (another handler, the sweep).
+        deps.log.debug("operation moved on while placing", { opId: op.id });
+        return { host: best, vm, dispatched: false, movedOn: true };
+      }
       if (failed.includes(1) || failed.includes(2)) {
-        const placed = (await getVmItem(deps, vm.id))?.[opts.field];
+        const now = await getVmItem(deps, vm.id);
+        const placed = now?.[opts.field];
         const host = placed ? await getHostItem(deps, placed) : undefined;
-        if (host) return host;
+        if (now && host) return { host, vm: now, dispatched: false };
         throw err;
       }
       if (failed.includes(0) || isTransactionConflict(err)) {

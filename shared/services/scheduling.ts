@@ -3,12 +3,13 @@
  * host (claiming capacity atomically), and sends the signed command to the agent of the host's site.
  * Safe to run for the same operation more than once, concurrently or after a crash.
  */
+import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { AgentCommand, OpsMessage } from "../contracts/messages.ts";
 import { ErrorCode, UsherError } from "../errors.ts";
 import { signCommand } from "../signing/envelopes.ts";
-import { transact, updateOf } from "../store/base.ts";
-import { failedConditions } from "../store/errors.ts";
-import type { HostItem, OpItem, VmItem } from "../store/items.ts";
+import { type TxItem, transact, updateOf } from "../store/base.ts";
+import { failedConditions, isConditionFailed } from "../store/errors.ts";
+import type { ClusterItem, HostItem, OpItem, VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
 import { eventItem } from "./events.ts";
@@ -26,10 +27,14 @@ const fail = (code: string, message: string, details?: Record<string, unknown>) 
 /** Handles one `ops` message. Throws only on failures worth a redelivery (DynamoDB, SQS). */
 export async function scheduleOperation(deps: Deps, msg: OpsMessage): Promise<void> {
   const log = deps.log.child({ opId: msg.opId, requestId: msg.requestId });
-  const op = await getOpItem(deps, msg.opId);
+  // Both at once when the message names the VM (an operation never changes VM).
+  const [op, read] = await Promise.all([
+    getOpItem(deps, msg.opId),
+    msg.vmId ? getVmItem(deps, msg.vmId) : undefined,
+  ]);
   if (!op) return log.warn("operation not found; message dropped");
   if (isTerminal(op) || op.status === "dispatched" || op.status === "running") return;
-  const vm = await getVmItem(deps, op.vmId);
+  const vm = msg.vmId === op.vmId ? read : await getVmItem(deps, op.vmId);
   if (!vm) {
     await finishOperation(
       deps,
@@ -99,9 +104,7 @@ async function route(deps: Deps, op: OpItem, vm: VmItem): Promise<void> {
       const placed = await placeGangMember(deps, cluster, vm, op);
       return dispatch(deps, op, placed.vm, placed.host);
     }
-    const host = await place(deps, vm, op, { field: "hostId", only, cluster });
-    // Read again: resource plugins set fields (the address) the command carries.
-    return dispatch(deps, op, (await getVmItem(deps, vm.id)) ?? vm, host);
+    return placeAndDispatch(deps, op, vm, { only, cluster });
   }
   if (!vm.hostId) {
     if (op.action === "destroy" || op.action === "delete") {
@@ -123,7 +126,8 @@ async function route(deps: Deps, op: OpItem, vm: VmItem): Promise<void> {
   if (op.action === "migrate") {
     const target = vm.migrationHostId
       ? required(await getHostItem(deps, vm.migrationHostId), vm.migrationHostId)
-      : await place(deps, vm, op, { field: "migrationHostId", only, exclude: vm.hostId, kind: source.kind });
+      : (await place(deps, vm, op, { field: "migrationHostId", only, exclude: vm.hostId, kind: source.kind }))
+          .host;
     return dispatch(deps, op, vm, source, target);
   }
   return dispatch(deps, op, vm, source);
@@ -138,49 +142,32 @@ function required(host: HostItem | undefined, id: string | undefined): HostItem 
 async function markScheduling(deps: Deps, op: OpItem): Promise<OpItem | undefined> {
   const now = deps.now().toISOString();
   try {
-    await transact(deps.db, [
-      {
-        // Only from queued or scheduling: never pull back an operation already with an agent.
-        Update: updateOf(
+    // One item: a plain conditional update (a transaction of one costs twice the write units).
+    await deps.db.doc.send(
+      new UpdateCommand(
+        updateOf(
           deps.db.table,
           keys.op(op.id),
           { set: { status: "scheduling", updatedAt: now }, inc: { attempts: 1 } },
+          // Only from queued or scheduling: never pull back an operation already with an agent.
           {
             expr: "#s IN (:q, :sc)",
             names: { "#s": "status" },
             values: { ":q": "queued", ":sc": "scheduling" },
           },
         ),
-      },
-    ]);
+      ),
+    );
   } catch (err) {
-    if (failedConditions(err)?.length) return undefined;
+    if (isConditionFailed(err)) return undefined;
     throw err;
   }
   return { ...op, status: "scheduling", attempts: op.attempts + 1, updatedAt: now };
 }
 
-/**
- * Marks the operation dispatched (and the VM in its transitional state), then signs and sends the
- * command. A re-dispatch by the sweep goes through here too, for an operation already dispatched.
- */
-export async function dispatch(
-  deps: Deps,
-  op: OpItem,
-  vm: VmItem,
-  host: HostItem,
-  target?: HostItem,
-): Promise<void> {
-  // A host being fenced, or fenced, runs nothing: a command there could only race its power-off or
-  // start a second copy of a VM its evacuation restarts elsewhere. The evacuation fails what is open.
-  for (const h of target ? [host, target] : [host]) {
-    if (h.state === "fencing" || h.state === "fenced") {
-      throw new UsherError(ErrorCode.hostUnavailable, `host ${h.id} is ${h.state}: it takes no commands`, {
-        details: { hostId: h.id, state: h.state },
-      });
-    }
-  }
-  const cmd: AgentCommand = {
+/** The command for `op` on `host` (and a migration's `target`), as the agent receives it. */
+function commandFor(op: OpItem, vm: VmItem, host: HostItem, target?: HostItem): AgentCommand {
+  return {
     opId: op.id,
     requestId: op.requestId,
     action: op.action,
@@ -199,55 +186,58 @@ export async function dispatch(
     deadline: op.deadline,
     attempt: op.attempts,
   };
-  const jws = await signCommand(cmd, deps.signer);
-  const now = deps.now().toISOString();
-  const during = LIFECYCLE[op.action].during;
-  try {
-    await transact(deps.db, [
-      {
-        // From scheduling only (or a re-dispatch of a dispatched one): a concurrent handler's wins.
-        Update: updateOf(
-          deps.db.table,
-          keys.op(op.id),
-          { set: { status: "dispatched", hostId: host.id, attempts: op.attempts, updatedAt: now } },
-          {
-            expr: "#s IN (:sc, :d)",
-            names: { "#s": "status" },
-            values: { ":sc": "scheduling", ":d": "dispatched" },
-          },
-        ),
-      },
-      ...(during && op.status === "scheduling"
-        ? [
-            {
-              Update: updateOf(
-                deps.db.table,
-                keys.vm(vm.id),
-                { set: { state: during, updatedAt: now }, inc: { version: 1 } },
-                { expr: "doneSeq = :prev", values: { ":prev": op.seq - 1 } },
-              ),
-            },
-          ]
-        : []),
-      eventItem(deps, {
-        subjectPk: keys.vm(vm.id).pk,
-        project: vm.project,
-        type: "op.dispatched",
-        requestId: op.requestId,
-        opId: op.id,
-        data: {
-          hostId: host.id,
-          action: op.action,
-          ...(target ? { targetHostId: target.id } : {}),
-          ...(during && op.status === "scheduling" ? { state: { from: vm.state, to: during } } : {}),
-        },
-      }),
-    ]);
-  } catch (err) {
-    if (failedConditions(err)?.length)
-      return deps.log.debug("operation moved on while dispatching", { opId: op.id });
-    throw err;
+}
+
+/** Refuses a command to a host being fenced or fenced (see dispatch). */
+function checkTakesCommands(hosts: HostItem[]): void {
+  for (const h of hosts) {
+    if (h.state === "fencing" || h.state === "fenced") {
+      throw new UsherError(ErrorCode.hostUnavailable, `host ${h.id} is ${h.state}: it takes no commands`, {
+        details: { hostId: h.id, state: h.state },
+      });
+    }
   }
+}
+
+/** The operation's record of its dispatch: status, host and attempt, from the statuses given. */
+function dispatchedOp(deps: Deps, op: OpItem, host: HostItem, from: OpItem["status"][], now: string): TxItem {
+  const values = Object.fromEntries(from.map((s, i) => [`:s${i}`, s]));
+  return {
+    // From the statuses we expect only: a concurrent handler's dispatch (or an end) wins.
+    Update: updateOf(
+      deps.db.table,
+      keys.op(op.id),
+      { set: { status: "dispatched", hostId: host.id, attempts: op.attempts, updatedAt: now } },
+      { expr: `#s IN (${Object.keys(values).join(", ")})`, names: { "#s": "status" }, values },
+    ),
+  };
+}
+
+function dispatchedEvent(
+  deps: Deps,
+  op: OpItem,
+  vm: VmItem,
+  host: HostItem,
+  target: HostItem | undefined,
+  state: { from: string; to: string } | undefined,
+): TxItem {
+  return eventItem(deps, {
+    subjectPk: keys.vm(vm.id).pk,
+    project: vm.project,
+    type: "op.dispatched",
+    requestId: op.requestId,
+    opId: op.id,
+    data: {
+      hostId: host.id,
+      action: op.action,
+      ...(target ? { targetHostId: target.id } : {}),
+      ...(state ? { state } : {}),
+    },
+  });
+}
+
+/** Sends a recorded command; a send that fails is left to the sweep's re-dispatch. */
+async function send(deps: Deps, op: OpItem, vm: VmItem, host: HostItem, jws: string): Promise<void> {
   // Recorded first, then sent: a send that fails (or a crash here) leaves a dispatched operation the
   // agent never acknowledges, which the sweep re-sends; so no command is ever out unrecorded.
   try {
@@ -268,4 +258,84 @@ export async function dispatch(
     action: op.action,
     site: host.site,
   });
+}
+
+/**
+ * A start that needs a host: the placement's claim and the dispatch in one transaction (the claim,
+ * the VM's host, address and `starting` state, the operation dispatched, its event), then the
+ * command. Half the writes of a claim followed by a dispatch, and never a claimed VM left undispatched.
+ */
+async function placeAndDispatch(
+  deps: Deps,
+  op: OpItem,
+  vm: VmItem,
+  opts: { only: string | undefined; cluster: ClusterItem | undefined },
+): Promise<void> {
+  const during = LIFECYCLE[op.action].during;
+  let jws: string | undefined;
+  const placed = await place(deps, vm, op, {
+    field: "hostId",
+    only: opts.only,
+    cluster: opts.cluster,
+    dispatch: {
+      vmSet: during ? { state: during } : {},
+      async items(host, placedVm) {
+        const now = deps.now().toISOString();
+        jws = await signCommand(commandFor(op, placedVm, host), deps.signer);
+        const state = during && during !== vm.state ? { from: vm.state, to: during } : undefined;
+        return [
+          dispatchedOp(deps, op, host, ["scheduling"], now),
+          dispatchedEvent(deps, op, vm, host, undefined, state),
+        ];
+      },
+    },
+  });
+  if (placed.movedOn) return;
+  // Placed by a concurrent handler of this same operation meanwhile: dispatch as any placed VM.
+  if (!placed.dispatched || jws === undefined) return dispatch(deps, op, placed.vm, placed.host);
+  await send(deps, op, placed.vm, placed.host, jws);
+}
+
+/**
+ * Marks the operation dispatched (and the VM in its transitional state), then signs and sends the
+ * command. A re-dispatch by the sweep goes through here too, for an operation already dispatched.
+ */
+export async function dispatch(
+  deps: Deps,
+  op: OpItem,
+  vm: VmItem,
+  host: HostItem,
+  target?: HostItem,
+): Promise<void> {
+  // A host being fenced, or fenced, runs nothing: a command there could only race its power-off or
+  // start a second copy of a VM its evacuation restarts elsewhere. The evacuation fails what is open.
+  checkTakesCommands(target ? [host, target] : [host]);
+  const jws = await signCommand(commandFor(op, vm, host, target), deps.signer);
+  const now = deps.now().toISOString();
+  const during = LIFECYCLE[op.action].during;
+  const changes = during !== undefined && op.status === "scheduling";
+  try {
+    await transact(deps.db, [
+      // From scheduling only (or a re-dispatch of a dispatched one).
+      dispatchedOp(deps, op, host, ["scheduling", "dispatched"], now),
+      ...(changes
+        ? [
+            {
+              Update: updateOf(
+                deps.db.table,
+                keys.vm(vm.id),
+                { set: { state: during, updatedAt: now }, inc: { version: 1 } },
+                { expr: "doneSeq = :prev", values: { ":prev": op.seq - 1 } },
+              ),
+            },
+          ]
+        : []),
+      dispatchedEvent(deps, op, vm, host, target, changes ? { from: vm.state, to: during } : undefined),
+    ]);
+  } catch (err) {
+    if (failedConditions(err)?.length)
+      return deps.log.debug("operation moved on while dispatching", { opId: op.id });
+    throw err;
+  }
+  await send(deps, op, vm, host, jws);
 }
