@@ -201,6 +201,49 @@ describe("host liveness", () => {
   });
 });
 
+describe("inventory in parts", () => {
+  it("records each part on its own, in any order, and drifts nothing where the host agrees", async () => {
+    const deps = bed.deps();
+    const vm = await runningVm("parts-1");
+    await createHost(
+      deps,
+      { actor: "root", requestId: "req" },
+      {
+        id: "elsewhere-1",
+        site: "east",
+        kind: "sim",
+        address: "e1.sim",
+        capacity: { vcpus: 2, memoryMiB: 2048 },
+      },
+    );
+    const at = later();
+    const base = { type: "inventory" as const, site: "local", agentId: "a1", at };
+    const onVmHost = { hostId: vm.hostId!, reachable: true, domains: [domain(vm.id, "running")] };
+    const others = ["r1", "r2"]
+      .filter((id) => id !== vm.hostId)
+      .map((hostId) => ({ hostId, reachable: true, domains: [] }));
+    // The last part first: nothing ties the parts of one inventory together but their `at`.
+    const parts = [
+      {
+        ...base,
+        part: 2,
+        last: true,
+        hosts: [...others, { hostId: "elsewhere-1", reachable: true, domains: [] }],
+      },
+      { ...base, part: 1, hosts: [onVmHost] },
+    ];
+    for (const part of parts) await handleReport(deps, await signReport(part, "local", bed.agentSigner));
+    for (const id of ["r1", "r2"])
+      expect(await getHostItem(deps, id)).toMatchObject({ lastHeartbeatAt: at, inventory: { at } });
+    expect((await getHostItem(deps, vm.hostId!))?.inventory?.domains).toBe(1);
+    expect((await getVmItem(deps, vm.id))?.state).toBe("running");
+    // A host of another site named in this site's inventory is left as it was.
+    const foreign = await getHostItem(deps, "elsewhere-1");
+    expect(foreign?.lastHeartbeatAt).toBeUndefined();
+    expect(foreign?.inventory).toBeUndefined();
+  });
+});
+
 describe("failed migrations", () => {
   async function migrating(name: string) {
     const deps = bed.deps();

@@ -7,7 +7,8 @@ import { ErrorInfo, HypervisorKind, OpAction, VmNetwork } from "./common.ts";
 import { VmSpec } from "./vm.ts";
 
 /** `ops` queue: an operation to schedule. The body is only a pointer; state lives in DynamoDB. */
-export const OpsMessage = z.object({ opId: z.string(), requestId: z.string() });
+/** An operation to schedule. `vmId` (sent since it was added) lets the consumer read both at once. */
+export const OpsMessage = z.object({ opId: z.string(), requestId: z.string(), vmId: z.string().optional() });
 export type OpsMessage = z.infer<typeof OpsMessage>;
 
 /** Power states a driver reports for a domain. `absent`: no such domain on the host. */
@@ -86,13 +87,25 @@ export const HostInventory = z.object({
 });
 export type HostInventory = z.infer<typeof HostInventory>;
 
-/** Periodic report of what is really on each host of a site. */
+/**
+ * Periodic report of what is really on each host of a site. A large site's inventory travels in
+ * parts, each one message holding some of its hosts (each host whole) and the inventory's one `at`:
+ * the control plane records every part on its own, host by host.
+ */
 export const AgentInventory = z.object({
   type: z.literal("inventory"),
   site: z.string(),
   agentId: z.string(),
   hosts: z.array(HostInventory),
+  /** When the agent began listing its hosts (the same on every part of one inventory). */
   at: z.string(),
+  /** Which part of the inventory this is (from 1), when it was sent in parts. */
+  part: z.number().int().min(1).optional(),
+  /**
+   * On the last part: true. Parts are sent as hosts are listed, so how many there are is known only
+   * at the end; an inventory whose last part never arrives loses only the hosts of its missing parts.
+   */
+  last: z.boolean().optional(),
 });
 export type AgentInventory = z.infer<typeof AgentInventory>;
 

@@ -14,14 +14,13 @@
 import type { VmState } from "../contracts/common.ts";
 import type { HostInventory, PowerState } from "../contracts/messages.ts";
 import { vmChanges } from "../plugins/contributions.ts";
-import { queryAll, type TxItem, transact, updateOf } from "../store/base.ts";
+import { batchGetItems, itemKey, queryAll, type TxItem, transact, updateOf } from "../store/base.ts";
 import { failedConditions } from "../store/errors.ts";
 import type { ClaimItem, VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import { releaseItems } from "./capacity.ts";
 import type { Deps } from "./context.ts";
 import { eventItem, leftHomeData } from "./events.ts";
-import { getVmItem } from "./vms.ts";
 
 export type DriftPolicy = "adopt" | "error";
 export type DriftKind = "missing" | "state_mismatch" | "unknown_domain";
@@ -52,17 +51,88 @@ export const SNAPSHOT_MARGIN_MS = 10_000;
 
 const observedState = (p: PowerState): VmState => (p === "absent" ? "destroyed" : p);
 
-export async function reconcileHost(deps: Deps, inv: HostInventory, at: string): Promise<Drift[]> {
+/** What an inventory of a host is compared with: the host's claims and the VMs they name, by id. */
+export type HostRecords = { claims: ClaimItem[]; vms: Map<string, VmItem> };
+
+/** Hosts whose claims are queried at once. */
+const QUERIES_AT_ONCE = 8;
+
+/**
+ * The records of several hosts: each host's claims (one query each, `QUERIES_AT_ONCE` at a time),
+ * then every claimed VM in BatchGetItem calls of 100 keys (consistent reads, as getVmItem's), so a
+ * part of an inventory (dozens of hosts, hundreds of VMs) costs a query per host and a few reads.
+ */
+export async function readHostRecords(
+  deps: Deps,
+  hostIds: readonly string[],
+): Promise<Map<string, HostRecords>> {
+  const claimsOf = new Map<string, ClaimItem[]>();
+  await eachAtOnce(hostIds, QUERIES_AT_ONCE, async (hostId) => {
+    claimsOf.set(
+      hostId,
+      await queryAll<ClaimItem>(deps.db, {
+        KeyConditionExpression: "pk = :pk AND begins_with(sk, :claim)",
+        ExpressionAttributeValues: { ":pk": keys.host(hostId).pk, ":claim": "CLAIM#" },
+      }),
+    );
+  });
+  const all = [...claimsOf.values()].flat();
+  const read = await batchGetItems<VmItem>(
+    deps.db,
+    all.map((c) => keys.vm(c.vmId)),
+  );
+  const out = new Map<string, HostRecords>();
+  for (const [hostId, claims] of claimsOf) {
+    const vms = new Map<string, VmItem>();
+    for (const c of claims) {
+      const vm = read.get(itemKey(keys.vm(c.vmId)));
+      if (vm) vms.set(vm.id, vm);
+    }
+    out.set(hostId, { claims, vms });
+  }
+  return out;
+}
+
+/**
+ * Runs `fn` on every item, at most `limit` at once; every item is tried, then the first error (if
+ * any) is thrown.
+ */
+export async function eachAtOnce<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>) {
+  const errors: unknown[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length) throw errors[0];
+}
+
+/**
+ * Compares one host's inventory with its records (read here unless the caller read them with
+ * `readHostRecords`, for many hosts at once), then writes, conditionally, each drift found. Returns
+ * the drifts.
+ */
+export async function reconcileHost(
+  deps: Deps,
+  inv: HostInventory,
+  at: string,
+  records?: HostRecords,
+): Promise<Drift[]> {
   if (!inv.reachable) return [];
   const drifts: Drift[] = [];
-  const claims = await queryAll<ClaimItem>(deps.db, {
-    KeyConditionExpression: "pk = :pk AND begins_with(sk, :claim)",
-    ExpressionAttributeValues: { ":pk": keys.host(inv.hostId).pk, ":claim": "CLAIM#" },
-  });
+  const { claims, vms } = records ?? (await readHostRecords(deps, [inv.hostId])).get(inv.hostId)!;
+  const claimed = new Set(claims.map((c) => c.vmId));
   const domains = new Map(inv.domains.filter((d) => d.vmId).map((d) => [d.vmId as string, d]));
   const placedHere = new Set<string>();
   for (const claim of claims) {
-    const vm = await getVmItem(deps, claim.vmId);
+    const vm = vms.get(claim.vmId);
     if (!vm) continue;
     if (vm.hostId === inv.hostId) placedHere.add(vm.id);
     // A migration target's claim, an operation in flight, or a change near or after the snapshot
@@ -105,7 +175,7 @@ export async function reconcileHost(deps: Deps, inv: HostInventory, at: string):
       observed: d.powerState,
       ...(d.vmId ? { vmId: d.vmId } : {}),
     };
-    if (d.vmId && claims.some((c) => c.vmId === d.vmId)) continue; // a migration target in progress
+    if (d.vmId && claimed.has(d.vmId)) continue; // a migration target in progress
     drifts.push(drift);
     await recordOnly(deps, drift);
   }

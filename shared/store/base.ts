@@ -2,6 +2,7 @@
 
 import type { QueryCommandOutput, TransactWriteCommandInput } from "@aws-sdk/lib-dynamodb";
 import {
+  BatchGetCommand,
   GetCommand,
   QueryCommand,
   type QueryCommandInput,
@@ -20,6 +21,55 @@ export async function getItem<T>(db: Db, key: Key, consistent = true): Promise<T
   );
   return out.Item as T | undefined;
 }
+
+/** Keys one BatchGetItem call may ask for (DynamoDB's limit). */
+const BATCH_GET_MAX_KEYS = 100;
+/** BatchGetItem calls in flight at once for one read of many keys. */
+const BATCH_GETS_AT_ONCE = 4;
+/** Rounds of retrying the keys DynamoDB left unprocessed (throttled, or over 16 MB) before giving up. */
+const BATCH_GET_MAX_ROUNDS = 8;
+
+/**
+ * The items at `keys` (consistent reads by default), in BatchGetItem calls of 100 keys, a few at
+ * once, retrying the keys DynamoDB leaves unprocessed with backoff, as its documentation asks.
+ * Returned by `itemKey`; a missing item is absent from the map. Throws when keys stay unprocessed.
+ */
+export async function batchGetItems<T>(
+  db: Db,
+  keys: readonly Key[],
+  consistent = true,
+): Promise<Map<string, T>> {
+  const found = new Map<string, T>();
+  const unique = [...new Map(keys.map((k) => [itemKey(k), { pk: k.pk, sk: k.sk }])).values()];
+  const chunks: Record<string, unknown>[][] = [];
+  for (let i = 0; i < unique.length; i += BATCH_GET_MAX_KEYS)
+    chunks.push(unique.slice(i, i + BATCH_GET_MAX_KEYS));
+  const readChunk = async (chunk: Record<string, unknown>[]) => {
+    let pending = chunk;
+    for (let round = 0; pending.length > 0; round++) {
+      if (round === BATCH_GET_MAX_ROUNDS)
+        throw new Error(`BatchGetItem left ${pending.length} keys unprocessed after ${round} rounds`);
+      if (round > 0)
+        await new Promise((r) => setTimeout(r, (25 << Math.min(round, 6)) * (0.5 + Math.random())));
+      const out = await db.doc.send(
+        new BatchGetCommand({
+          RequestItems: { [db.table]: { Keys: pending, ConsistentRead: consistent } },
+        }),
+      );
+      for (const item of out.Responses?.[db.table] ?? []) found.set(itemKey(item as Key), item as T);
+      pending = out.UnprocessedKeys?.[db.table]?.Keys ?? [];
+    }
+  };
+  let next = 0;
+  const worker = async () => {
+    while (next < chunks.length) await readChunk(chunks[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(BATCH_GETS_AT_ONCE, chunks.length) }, worker));
+  return found;
+}
+
+/** An item's key as one string, for maps of items read in a batch (a NUL cannot occur in a key). */
+export const itemKey = (k: Key) => `${k.pk}\u0000${k.sk}`;
 
 export function encodeCursor(key: Record<string, unknown> | undefined): string | null {
   if (!key) return null;
