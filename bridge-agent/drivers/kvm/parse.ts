@@ -100,7 +100,7 @@ export function parseNodeinfo(text: string): { cpus: number; memoryMiB: number }
  * runnable threads over its CPUs, so 1 is every CPU busy (it can exceed 1 when threads wait).
  */
 export function parseLoadavg(text: string, cpus: number): number {
-  const m = /^(\d+(?:\.\d+)?)\s/.exec(text.trim() + " ");
+  const m = /^(\d+(?:\.\d+)?)\s/.exec(`${text.trim()} `);
   if (!m?.[1] || !(cpus >= 1)) throw unrecognised("/proc/loadavg", text);
   return Number(m[1]) / cpus;
 }
