@@ -1,9 +1,12 @@
-/** Token verification against a JWKS served over HTTP (createRemoteJWKSet), on a loopback server. */
+/**
+ * Token verification against a JWKS served over HTTP (createRemoteJWKSet), on a loopback server; and
+ * the verifier's cache of verified tokens, against a local JWKS.
+ */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTokenVerifier } from "./tokens.ts";
+import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { createTokenVerifier, type TokenVerifierOptions } from "./tokens.ts";
 
 let server: Server;
 let url: string;
@@ -83,5 +86,118 @@ describe("remote JWKS", () => {
     expect(() =>
       createTokenVerifier({ issuer: "i", audience: "a", algorithms: ["none"], jwksUrl: url }),
     ).toThrow();
+  });
+});
+
+describe("verified-token cache", () => {
+  let key: CryptoKey;
+  let otherKey: CryptoKey;
+  let local: TokenVerifierOptions;
+
+  beforeAll(async () => {
+    const pair = await generateKeyPair("ES256", { extractable: true });
+    key = pair.privateKey;
+    otherKey = (await generateKeyPair("ES256")).privateKey;
+    const jwk: JWK = { ...(await exportJWK(pair.publicKey)), kid: "local-1", alg: "ES256" };
+    local = { issuer: "iss", audience: "aud", algorithms: ["ES256"], jwks: { keys: [jwk] } };
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
+
+  /** A token for `sub`, expiring at `exp` (epoch seconds; five minutes from now by default). */
+  const token = (sub: string, opts: { exp?: number; nbf?: number; signer?: CryptoKey } = {}) => {
+    const jwt = new SignJWT({ project: "p1", roles: ["user"] })
+      .setProtectedHeader({ alg: "ES256", kid: "local-1" })
+      .setSubject(sub)
+      .setIssuer("iss")
+      .setAudience("aud")
+      .setExpirationTime(opts.exp ?? Math.floor(Date.now() / 1000) + 300);
+    if (opts.nbf !== undefined) jwt.setNotBefore(opts.nbf);
+    return jwt.sign(opts.signer ?? key);
+  };
+  /** Counts signature checks: a cache hit makes none. */
+  const signatureChecks = () => vi.spyOn(crypto.subtle, "verify");
+
+  it("checks a token's signature once, then answers from the cache with an equal, separate principal", async () => {
+    const verify = createTokenVerifier(local);
+    const checks = signatureChecks();
+    const t = await token("ann");
+    const first = await verify(t);
+    (first.roles as string[]).push("admin");
+    expect(await verify(t)).toEqual({ subject: "ann", project: "p1", roles: ["user"] });
+    expect(checks).toHaveBeenCalledTimes(1);
+    await verify(await token("bea"));
+    expect(checks).toHaveBeenCalledTimes(2);
+  });
+
+  it("never answers a token from the cache at or past its exp", async () => {
+    const verify = createTokenVerifier(local);
+    const exp = Math.floor(Date.now() / 1000) + 60;
+    const t = await token("ann", { exp });
+    await verify(t);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(exp * 1000 - 1);
+    await expect(verify(t)).resolves.toMatchObject({ subject: "ann" });
+    vi.setSystemTime(exp * 1000);
+    await expect(verify(t)).rejects.toMatchObject({ code: "unauthenticated", message: /expired/ });
+  });
+
+  it("keeps an entry no longer than maxAgeMs", async () => {
+    const verify = createTokenVerifier({ ...local, cache: { entries: 8, maxAgeMs: 1_000 } });
+    const t = await token("ann");
+    await verify(t);
+    const checks = signatureChecks();
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(Date.now() + 999);
+    await verify(t);
+    expect(checks).toHaveBeenCalledTimes(0);
+    vi.setSystemTime(Date.now() + 2);
+    await verify(t);
+    expect(checks).toHaveBeenCalledTimes(1);
+  });
+
+  it("holds at most `entries` tokens, dropping the least recently used", async () => {
+    const verify = createTokenVerifier({ ...local, cache: { entries: 2, maxAgeMs: 60_000 } });
+    const [a, b, c] = await Promise.all([token("a"), token("b"), token("c")]);
+    const checks = signatureChecks();
+    await verify(a);
+    await verify(b);
+    await verify(a); // a is now the most recently used
+    await verify(c); // evicts b
+    expect(checks).toHaveBeenCalledTimes(3);
+    await verify(a);
+    await verify(c);
+    expect(checks).toHaveBeenCalledTimes(3);
+    await verify(b);
+    expect(checks).toHaveBeenCalledTimes(4);
+  });
+
+  it("never remembers a failure", async () => {
+    const verify = createTokenVerifier(local);
+    const forged = await token("ann", { signer: otherKey });
+    const checks = signatureChecks();
+    await expect(verify(forged)).rejects.toMatchObject({ message: /bad signature/ });
+    await expect(verify(forged)).rejects.toMatchObject({ message: /bad signature/ });
+    expect(checks).toHaveBeenCalledTimes(2);
+
+    // Refused while not yet valid, accepted once it is: the refusal was not kept.
+    const nbf = Math.floor(Date.now() / 1000) + 30;
+    const early = await token("bea", { nbf });
+    await expect(verify(early)).rejects.toMatchObject({ code: "unauthenticated" });
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(nbf * 1000);
+    await expect(verify(early)).resolves.toMatchObject({ subject: "bea" });
+  });
+
+  it("checks every call when the cache is off, and refuses a cache that holds nothing", async () => {
+    const verify = createTokenVerifier({ ...local, cache: false });
+    const t = await token("ann");
+    const checks = signatureChecks();
+    await verify(t);
+    await verify(t);
+    expect(checks).toHaveBeenCalledTimes(2);
+    expect(() => createTokenVerifier({ ...local, cache: { entries: 0, maxAgeMs: 1_000 } })).toThrow();
   });
 });
