@@ -14,7 +14,8 @@ import { ALL_FILTERS, POLICIES } from "../shared/scheduler/policy.ts";
 import { createCluster } from "../shared/services/clusters.ts";
 import type { Deps } from "../shared/services/context.ts";
 import { schedulerDryRun } from "../shared/services/dry-run.ts";
-import { createHost, getHost } from "../shared/services/hosts.ts";
+import { HostCache } from "../shared/services/host-cache.ts";
+import { createHost, getHost, patchHost } from "../shared/services/hosts.ts";
 import { getOpItem } from "../shared/services/operations.ts";
 import { handleReport } from "../shared/services/results.ts";
 import { scheduleOperation } from "../shared/services/scheduling.ts";
@@ -22,7 +23,7 @@ import { createVm, getVmItem } from "../shared/services/vms.ts";
 import { signReport } from "../shared/signing/envelopes.ts";
 import { type ServiceBed, startServiceBed } from "./support/services.ts";
 
-const SITES = ["pol", "proj", "plug", "labels", "anti", "scoped", "pair", "dry", "allow", "load"];
+const SITES = ["pol", "proj", "plug", "labels", "stale", "anti", "scoped", "pair", "dry", "allow", "load"];
 let bed: ServiceBed;
 const alice: Principal = { subject: "alice", project: "alpha", roles: ["user"] };
 const bob: Principal = { subject: "bob", project: "beta", roles: ["user"] };
@@ -181,6 +182,26 @@ describe("constraints", () => {
         "no host fits among 2 considered: labels rejected 2 (host lacks a required label) in site labels",
       details: { considered: 2, rejections: { labels: { count: 2, reason: "host lacks a required label" } } },
     });
+  });
+
+  it("decides over its host cache, but never claims a host whose labels changed since it was read", async () => {
+    const cache = new HostCache(60_000);
+    const deps: Deps = { ...bed.deps(), hostCache: cache };
+    await hosts(deps, "stale", [
+      { id: "stale-1", labels: { zone: "a" } },
+      { id: "stale-2", labels: { zone: "a" } },
+    ]);
+    const zoneA = { site: "stale", ...small, placement: { requiredLabels: { zone: "a" } } };
+    expect((await start(deps, alice, { name: "stale-first", ...zoneA })).vm.hostId).toBe("stale-1");
+    // The admin moves stale-1 out of the zone; the cache still holds it as the first placement read
+    // it, where pack prefers it (fuller).
+    await patchHost(deps, "root", "req-move", "stale-1", { labels: { zone: "b" } });
+    const second = await start(deps, alice, { name: "stale-second", ...zoneA });
+    expect(second.op.status).toBe("dispatched");
+    expect(second.vm.hostId).toBe("stale-2");
+    // One read of the site: the second placement chose over the cache, and its failed claim on
+    // stale-1 (settings changed) re-read that host alone.
+    expect(cache.reads).toBe(1);
   });
 
   it("keeps separately created members of an anti-affinity group apart, until no host is left", async () => {

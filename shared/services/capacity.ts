@@ -12,15 +12,29 @@ export async function getClaim(deps: Deps, hostId: string, vmId: string): Promis
   return getItem<ClaimItem>(deps.db, keys.claim(hostId, vmId));
 }
 
-/** Items that claim `claim`'s amounts on its host. Index 0: the host; index 1: the claim. */
-export function claimItems(deps: Deps, host: Pick<HostItem, "id">, claim: ClaimItem): TxItem[] {
+/**
+ * Items that claim `claim`'s amounts on `host`, as the placement read it. Index 0: the host; index 1:
+ * the claim.
+ */
+export function claimItems(
+  deps: Deps,
+  host: Pick<HostItem, "id" | "settingsVersion">,
+  claim: ClaimItem,
+): TxItem[] {
   const devices = Object.entries(claim.devices).filter(([, n]) => n > 0);
   const names: Record<string, string> = {
     "#state": "state",
+    "#sv": "settingsVersion",
     ...(devices.length ? { "#fd": "freeDevices" } : {}),
   };
   const values: Record<string, unknown> = { ":enabled": "enabled", ":v": claim.vcpus, ":m": claim.memoryMiB };
   const conds = ["#state = :enabled", "freeVcpus >= :v", "freeMemoryMiB >= :m"];
+  // Settings as the placement saw them (its labels decided the host): an admin's change since retries.
+  if (host.settingsVersion === undefined) conds.push("attribute_not_exists(#sv)");
+  else {
+    conds.push("#sv = :sv");
+    values[":sv"] = host.settingsVersion;
+  }
   const inc: Record<string, number> = {
     freeVcpus: -claim.vcpus,
     freeMemoryMiB: -claim.memoryMiB,
@@ -34,7 +48,7 @@ export function claimItems(deps: Deps, host: Pick<HostItem, "id">, claim: ClaimI
   });
   return [
     {
-      // No over-commit: the host must be enabled and still have every amount free at write time.
+      // No over-commit: the host must be enabled, as configured, with every amount free at write time.
       Update: updateOf(
         deps.db.table,
         keys.host(host.id),

@@ -194,7 +194,9 @@ async function decide(deps: Deps, c: ClusterItem, op: OpItem, state: Attempt): P
       data: { policy: policyName, hosts: Object.fromEntries(claims.map((cl) => [cl.vmId, cl.hostId])) },
     }),
     // One update per host with its members' amounts summed: a transaction touches an item once.
-    ...hostIds.map((h) => claimItems(deps, { id: h }, sumClaims(claims.filter((cl) => cl.hostId === h)))[0]!),
+    ...hostIds.map(
+      (h) => claimItems(deps, site.hosts.get(h)!, sumClaims(claims.filter((cl) => cl.hostId === h)))[0]!,
+    ),
     // One claim per member (it must not exist yet), each under the member's own first start.
     ...claims.map((cl) => claimItems(deps, { id: cl.hostId }, cl)[1]!),
     ...placements.map(({ vm, host }) => {

@@ -161,6 +161,7 @@ export async function patchHost(
       ...(patch.labels ? { labels: patch.labels } : {}),
       ...(patch.address ? { address: patch.address } : {}),
       version: host.version + 1,
+      settingsVersion: (host.settingsVersion ?? 0) + 1,
       updatedAt: deps.now().toISOString(),
     };
     try {

@@ -99,7 +99,14 @@ export type HostItem = {
   drain?: DrainRecord;
   /** The latest evacuation (shared/services/evacuate.ts). */
   evacuation?: EvacuationRecord;
+  /** Bumped by claims, releases and every change. */
   version: number;
+  /**
+   * Bumped by every change an admin makes (patchHost); absent until the first. A claim requires it
+   * unchanged since its placement read the host, so a decision over labels (or anything else a filter
+   * reads that the claim's counters and state do not check) is never made on stale settings.
+   */
+  settingsVersion?: number;
   createdAt: string;
   updatedAt: string;
 };
