@@ -29,15 +29,19 @@ export class QueueClient {
     return this.config.agentQueueUrlTemplate.replace("{site}", site);
   }
 
-  /** Sends operation pointers to the `ops` queue, ten per request. */
-  async sendOps(messages: OpsMessage[]): Promise<void> {
+  /** Sends operation pointers to the `ops` queue, ten per request; `delaySeconds` holds them back. */
+  async sendOps(messages: OpsMessage[], delaySeconds = 0): Promise<void> {
     for (let i = 0; i < messages.length; i += 10) {
       const batch = messages.slice(i, i + 10);
       const out = await this.wrap("ops", () =>
         this.sqs.send(
           new SendMessageBatchCommand({
             QueueUrl: this.config.opsQueueUrl,
-            Entries: batch.map((m, j) => ({ Id: String(j), MessageBody: JSON.stringify(m) })),
+            Entries: batch.map((m, j) => ({
+              Id: String(j),
+              MessageBody: JSON.stringify(m),
+              ...(delaySeconds > 0 ? { DelaySeconds: delaySeconds } : {}),
+            })),
           }),
         ),
       );

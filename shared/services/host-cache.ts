@@ -2,7 +2,8 @@
  * Each site's hosts as a scheduling process last read them, so a placement does not read the whole
  * site from DynamoDB every time (a query of 1,000 hosts takes about as long as ten claims). Safe to be
  * stale: a placement only chooses with it, and the claim's conditional write checks the host as it
- * really is; a failed claim re-reads that host into the cache, and "nothing fits" is only ever
+ * really is (enabled, the amounts free, its settings such as labels unchanged since the read: see
+ * `settingsVersion`); a failed claim re-reads that host into the cache, and "nothing fits" is only ever
  * answered from a fresh read (see place.ts). The process's own claims are applied as they commit.
  *
  * One per process (`Deps.hostCache`), on Lambda per warm container. Tests that want every read fresh
@@ -19,6 +20,8 @@ type Entry = {
   reading?: Promise<Map<string, HostItem>> | undefined;
   /** Hosts this process is claiming on right now, with how many claims. */
   busy: Map<string, number>;
+  /** Hosts another process beat this one to lately, until when (ms since the epoch). */
+  contended: Map<string, number>;
 };
 
 export class HostCache {
@@ -40,7 +43,7 @@ export class HostCache {
     if (entry && !opts.fresh && now - entry.readAt < this.maxAgeMs) return [...entry.hosts.values()];
     // Concurrent placements in one process share one read.
     if (entry?.reading) return [...(await entry.reading).values()];
-    const next: Entry = entry ?? { hosts: new Map(), readAt: 0, busy: new Map() };
+    const next: Entry = entry ?? { hosts: new Map(), readAt: 0, busy: new Map(), contended: new Map() };
     next.reading = siteHosts(deps, site).then((items) => new Map(items.map((h) => [h.id, h])));
     this.sites.set(site, next);
     try {
@@ -83,10 +86,37 @@ export class HostCache {
     };
   }
 
+  /**
+   * Another process's transaction on `hostId` beat ours: leave it to them for `ms`, so schedulers that
+   * chose alike spread out instead of colliding on it again.
+   */
+  contend(site: string, hostId: string, ms: number): void {
+    this.entry(site).contended.set(hostId, Date.now() + ms);
+  }
+
+  /** Whether placements of this process should leave `hostId` out for now (busy, or contended). */
+  avoid(site: string, hostId: string, now = Date.now()): boolean {
+    const e = this.entry(site);
+    if (e.busy.has(hostId)) return true;
+    const until = e.contended.get(hostId);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    e.contended.delete(hostId);
+    return false;
+  }
+
+  /** How many hosts placements of this process leave out now. */
+  avoided(site: string): number {
+    const e = this.entry(site);
+    const now = Date.now();
+    for (const [id, until] of e.contended) if (until <= now) e.contended.delete(id);
+    return e.busy.size + e.contended.size;
+  }
+
   private entry(site: string): Entry {
     let entry = this.sites.get(site);
     if (!entry) {
-      entry = { hosts: new Map(), readAt: 0, busy: new Map() };
+      entry = { hosts: new Map(), readAt: 0, busy: new Map(), contended: new Map() };
       this.sites.set(site, entry);
     }
     return entry;

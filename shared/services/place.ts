@@ -19,6 +19,8 @@ import { getVmItem } from "./vms.ts";
 const MAX_ATTEMPTS = 25;
 /** How long a placement waits for this process's claims in flight before deciding without them. */
 const BUSY_WAIT_MS = 2_000;
+/** How long a process leaves a host to the scheduler that beat it to a claim there. */
+const CONTENDED_MS = 200;
 
 export type PlaceOptions = {
   /** Which VM field records the claimed host: `hostId`, or `migrationHostId` for a migration target. */
@@ -64,14 +66,15 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
     (vm.clusterId ? await getItem<ClusterItem>(deps.db, keys.cluster(vm.clusterId)) : undefined);
   const { name, policy, registry } = policyFor(deps, { cluster: cluster?.policy, project: vm.project });
   const allowed = allowedHostsOf(op);
-  // Hosts this process is claiming on are left out while there is time to wait for them, never after.
-  const busy = deps.hostCache?.busy(vm.site);
-  let avoidBusy = busy !== undefined;
+  // Hosts this process is claiming on, or lost a race for lately, are left out while there is time to
+  // wait for them, never after.
+  const cache = deps.hostCache;
+  let avoidBusy = cache !== undefined;
   const keep = (h: HostItem) =>
     (!opts.only || h.id === opts.only) &&
     h.id !== opts.exclude &&
     (!allowed || allowed.has(h.id)) &&
-    !(avoidBusy && busy?.has(h.id));
+    !(avoidBusy && cache?.avoid(vm.site, h.id));
   const read = (fresh: boolean) =>
     loadSnapshot(deps, vm.site, {
       project: vm.project,
@@ -86,13 +89,13 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
     const result = placeOne(site.snapshot, demand, policy, registry);
     const best = result.hostId === undefined ? undefined : site.hosts.get(result.hostId);
     if (Date.now() >= waitUntil) avoidBusy = false;
-    if (best && avoidBusy && busy?.has(best.id)) {
+    if (best && avoidBusy && cache?.avoid(vm.site, best.id)) {
       // Another placement of this process started claiming it since the snapshot was made.
       attempt--;
       site = await read(false);
       continue;
     }
-    if (!best && avoidBusy && busy?.size) {
+    if (!best && avoidBusy && cache?.avoided(vm.site)) {
       // Perhaps only hosts this process is claiming on would fit: if so, wait for those claims.
       avoidBusy = false;
       const withBusy = await read(false);
@@ -196,7 +199,9 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
         throw err;
       }
       if (failed.includes(0) || isTransactionConflict(err)) {
-        // Our snapshot of this host was stale: refresh it and decide again.
+        // Another scheduler got there first (or our snapshot of this host was stale): leave the host to
+        // it for a moment, refresh it, and decide again.
+        deps.hostCache?.contend(vm.site, best.id, CONTENDED_MS);
         await refreshHost(deps, vm.site, site, best.id, keep);
         // Another transaction on the same items (a host, a project's quota): back off, with jitter.
         if (isTransactionConflict(err))
@@ -206,8 +211,7 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
       throw err;
     }
   }
-  // Not "no capacity": something may well fit. Thrown on, so the operation's message is delivered
-  // again and the placement tried afresh later.
+  // Not "no capacity": something may well fit. The caller tries afresh later (see scheduling.ts).
   throw new ConflictError(
     ErrorCode.conflict,
     `could not claim capacity after ${MAX_ATTEMPTS} attempts under contention; will retry`,

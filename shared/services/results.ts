@@ -39,10 +39,14 @@ export async function handleReport(deps: Deps, token: string): Promise<void> {
 
 async function recordResult(deps: Deps, site: string, r: AgentResult): Promise<void> {
   const log = deps.log.child({ opId: r.opId, requestId: r.requestId, vmId: r.vmId, hostId: r.hostId, site });
-  const op = await getOpItem(deps, r.opId);
+  // All three at once. The host only for its site, which never changes: an eventually consistent read.
+  const [op, host, reported] = await Promise.all([
+    getOpItem(deps, r.opId),
+    getHostItem(deps, r.hostId, false),
+    getVmItem(deps, r.vmId),
+  ]);
   if (!op) return log.warn("result for an unknown operation dropped");
-  const host = await getHostItem(deps, r.hostId);
-  const vm = await getVmItem(deps, op.vmId);
+  const vm = op.vmId === r.vmId ? reported : undefined;
   // The command is sent before the operation is marked dispatched, so a fast report may arrive
   // while the operation has no host yet: then the VM's host (claimed before sending) stands for it.
   const sentTo = op.hostId ?? vm?.hostId;

@@ -3,12 +3,11 @@
  * host (claiming capacity atomically), and sends the signed command to the agent of the host's site.
  * Safe to run for the same operation more than once, concurrently or after a crash.
  */
-import { UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { AgentCommand, OpsMessage } from "../contracts/messages.ts";
 import { ErrorCode, UsherError } from "../errors.ts";
 import { signCommand } from "../signing/envelopes.ts";
 import { type TxItem, transact, updateOf } from "../store/base.ts";
-import { failedConditions, isConditionFailed } from "../store/errors.ts";
+import { failedConditions } from "../store/errors.ts";
 import type { ClusterItem, HostItem, OpItem, VmItem } from "../store/items.ts";
 import { keys } from "../store/keys.ts";
 import type { Deps } from "./context.ts";
@@ -20,6 +19,9 @@ import { canStart, LIFECYCLE } from "./lifecycle.ts";
 import { getOpItem, isTerminal } from "./operations.ts";
 import { place } from "./place.ts";
 import { getVmItem } from "./vms.ts";
+
+/** How long an operation that lost to contention waits before it is scheduled again. */
+const CONTENDED_RETRY_SECONDS = 1;
 
 const fail = (code: string, message: string, details?: Record<string, unknown>) =>
   ({ ok: false, error: { code, message, ...(details ? { details } : {}) } }) as const;
@@ -62,8 +64,9 @@ export async function scheduleOperation(deps: Deps, msg: OpsMessage): Promise<vo
     );
     return;
   }
-  const taken = await markScheduling(deps, op);
-  if (!taken) return;
+  // No write to take it: the dispatch's transaction is conditional on the operation being still
+  // queued, so of handlers racing on one operation only one dispatches; each try counts an attempt.
+  const taken: OpItem = { ...op, attempts: op.attempts + 1 };
   try {
     await route(deps, taken, vm);
   } catch (err) {
@@ -82,6 +85,16 @@ export async function scheduleOperation(deps: Deps, msg: OpsMessage): Promise<vo
         await getVmItem(deps, vm.id),
         { ok: false, error: err.toInfo() },
         { dispatched: false },
+      );
+      return;
+    }
+    if (err instanceof UsherError && err.code === ErrorCode.conflict) {
+      // Contention, not failure: try again in a moment from a fresh message, rather than wait out
+      // this one's visibility timeout. A send that fails throws, and this message comes back instead.
+      log.info("contended; the operation is tried again shortly", { error: err.message });
+      await deps.queues.sendOps(
+        [{ opId: op.id, requestId: op.requestId, vmId: op.vmId }],
+        CONTENDED_RETRY_SECONDS,
       );
       return;
     }
@@ -136,33 +149,6 @@ async function route(deps: Deps, op: OpItem, vm: VmItem): Promise<void> {
 function required(host: HostItem | undefined, id: string | undefined): HostItem {
   if (!host) throw new UsherError(ErrorCode.hostUnavailable, `host ${id ?? "(none)"} is not registered`);
   return host;
-}
-
-/** queued|scheduling → scheduling, counting the attempt. Returns undefined if another handler moved it on. */
-async function markScheduling(deps: Deps, op: OpItem): Promise<OpItem | undefined> {
-  const now = deps.now().toISOString();
-  try {
-    // One item: a plain conditional update (a transaction of one costs twice the write units).
-    await deps.db.doc.send(
-      new UpdateCommand(
-        updateOf(
-          deps.db.table,
-          keys.op(op.id),
-          { set: { status: "scheduling", updatedAt: now }, inc: { attempts: 1 } },
-          // Only from queued or scheduling: never pull back an operation already with an agent.
-          {
-            expr: "#s IN (:q, :sc)",
-            names: { "#s": "status" },
-            values: { ":q": "queued", ":sc": "scheduling" },
-          },
-        ),
-      ),
-    );
-  } catch (err) {
-    if (isConditionFailed(err)) return undefined;
-    throw err;
-  }
-  return { ...op, status: "scheduling", attempts: op.attempts + 1, updatedAt: now };
 }
 
 /** The command for `op` on `host` (and a migration's `target`), as the agent receives it. */
@@ -284,7 +270,7 @@ async function placeAndDispatch(
         jws = await signCommand(commandFor(op, placedVm, host), deps.signer);
         const state = during && during !== vm.state ? { from: vm.state, to: during } : undefined;
         return [
-          dispatchedOp(deps, op, host, ["scheduling"], now),
+          dispatchedOp(deps, op, host, ["queued", "scheduling"], now),
           dispatchedEvent(deps, op, vm, host, undefined, state),
         ];
       },
@@ -313,11 +299,12 @@ export async function dispatch(
   const jws = await signCommand(commandFor(op, vm, host, target), deps.signer);
   const now = deps.now().toISOString();
   const during = LIFECYCLE[op.action].during;
-  const changes = during !== undefined && op.status === "scheduling";
+  // The first dispatch moves the VM to its transitional state; a re-dispatch (the sweep's) does not.
+  const changes = during !== undefined && op.status !== "dispatched";
   try {
     await transact(deps.db, [
-      // From scheduling only (or a re-dispatch of a dispatched one).
-      dispatchedOp(deps, op, host, ["scheduling", "dispatched"], now),
+      // From queued (`scheduling` in records written before it was dropped), or a re-dispatch.
+      dispatchedOp(deps, op, host, ["queued", "scheduling", "dispatched"], now),
       ...(changes
         ? [
             {
