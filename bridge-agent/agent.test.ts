@@ -51,6 +51,7 @@ async function harness(over: Partial<Record<keyof AgentConfig, unknown>> = {}) {
     visibilityTimeoutSeconds: 2,
     inventoryIntervalSeconds: 0.3,
     shutdownGraceSeconds: 5,
+    runningReportAfterSeconds: 0.5,
     hosts: [
       { id: "h1", kind: "sim", address: "127.0.0.1", sim: sim(0.01) },
       { id: "h2", kind: "sim", address: "127.0.0.2", sim: sim(0.01) },
@@ -98,6 +99,14 @@ describe("Agent", () => {
     await h?.reader.stop();
   });
 
+  it("reports running, before its result, an operation that outlasts runningReportAfterSeconds", async () => {
+    const cmd = command({ hostId: "slow" });
+    await sqs.send(h.commandQueueUrl, await signCommand(cmd, cpSigner));
+    const final = await finalOf(h.reader, cmd.opId);
+    expect(final.status).toBe("succeeded");
+    expect(h.reader.results(cmd.opId).map((r) => r.status)).toEqual(["running", "succeeded"]);
+  });
+
   it("runs a re-sent command for an operation still in progress only once", async () => {
     const cmd = command({ hostId: "slow" });
     const token = await signCommand(cmd, cpSigner);
@@ -118,7 +127,7 @@ describe("Agent", () => {
     expect(h.logs.filter((l) => l.msg === "command accepted" && l.opId === cmd.opId)).toHaveLength(2);
   });
 
-  it("runs a signed start: a running then a succeeded result, both signed by the agent", async () => {
+  it("runs a signed start: one succeeded result, signed by the agent (no running report for a quick one)", async () => {
     const cmd = command();
     await sqs.send(h.commandQueueUrl, await signCommand(cmd, cpSigner));
     const final = await finalOf(h.reader, cmd.opId);
@@ -129,7 +138,7 @@ describe("Agent", () => {
       vmId: cmd.vmId,
     });
     expect(final.hypervisorMs).toBeGreaterThanOrEqual(0);
-    expect(h.reader.results(cmd.opId).map((r) => r.status)).toEqual(["running", "succeeded"]);
+    expect(h.reader.results(cmd.opId).map((r) => r.status)).toEqual(["succeeded"]);
     expect(h.reader.rejected).toEqual([]);
     expect(h.world.locate(cmd.vmId)?.domain.state).toBe("running");
     const line = h.logs.find((l) => l.msg === "command done" && l.opId === cmd.opId);

@@ -86,16 +86,27 @@ export async function handleCommand(op: InFlight, deps: CommandDeps): Promise<vo
   }
   deps.activeOps.add(cmd.opId);
   const keepAlive = keepHidden(op, deps, log);
+  // `running`, only once the operation has run for a while: one that ends sooner is reported once.
+  // Informational: the operation goes on even if it cannot be sent (the final result matters).
+  const running: AgentResult = { ...base, status: "running", at: new Date().toISOString() };
+  let runningSent: Promise<unknown> | undefined;
+  const sendRunning = () => {
+    runningSent ??= deps.reporter.send({ ...running, at: new Date().toISOString() }, log, 2).then((ok) => {
+      if (!ok) log.warn("running report not sent; going on");
+    });
+    return runningSent;
+  };
+  const runningTimer = setTimeout(sendRunning, config.runningReportAfterSeconds * 1000);
   try {
-    const running: AgentResult = { ...base, status: "running", at: new Date().toISOString() };
-    // Informational: the operation goes on even if it cannot be sent (the final result matters).
-    if (!(await deps.reporter.send(running, log, 2))) log.warn("running report not sent; going on");
     let reported = 0;
     const onProgress = (percent: number) => {
       if (percent >= 100 || percent < reported + 25) return; // a report per quarter is plenty
       reported = percent;
-      const progress: AgentResult = { ...running, progressPercent: percent, at: new Date().toISOString() };
-      void deps.reporter.send(progress, log, 1);
+      // After the `running` report, so the control plane sees them in order.
+      void sendRunning().then(() => {
+        const progress: AgentResult = { ...running, progressPercent: percent, at: new Date().toISOString() };
+        return deps.reporter.send(progress, log, 1);
+      });
     };
     const result = await execute(cmd, driver, {
       guestShutdownTimeoutMs: config.guestShutdownTimeoutSeconds * 1000,
@@ -108,8 +119,11 @@ export async function handleCommand(op: InFlight, deps: CommandDeps): Promise<vo
     }
     const { status, powerState, error, hypervisorMs } = result;
     log.info("command done", { action: cmd.action, status, powerState, error, hypervisorMs });
+    clearTimeout(runningTimer);
+    await runningSent; // a `running` already on its way goes first
     await finish(result, op, deps, log);
   } finally {
+    clearTimeout(runningTimer);
     clearInterval(keepAlive);
     deps.activeOps.delete(cmd.opId);
   }

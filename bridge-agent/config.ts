@@ -167,6 +167,12 @@ export const AgentConfig = z
     pollWaitSeconds: z.number().int().min(1).max(20).default(20),
     /** How long a received command stays hidden; extended every half of it while the operation runs. */
     visibilityTimeoutSeconds: z.number().int().min(2).max(43_200).default(60),
+    /**
+     * How long an operation runs before the agent reports it `running`. An operation that ends sooner
+     * (most do) is reported once, by its result: a report fewer each way (a message, an invocation,
+     * writes). Keep it well under the control plane's re-dispatch delay (30 s). 0: report at once.
+     */
+    runningReportAfterSeconds: z.number().min(0).max(20).default(2),
     /** Operations run at once; the agent receives no more than the free slots. */
     maxConcurrentOps: z.number().int().min(1).max(256).default(8),
     /** Period of inventory reports. */

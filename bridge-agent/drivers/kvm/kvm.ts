@@ -99,12 +99,18 @@ export class KvmDriver implements HypervisorDriver {
           `the kvm driver does not pass devices through (${devices[0]?.[0]})`,
         );
       }
+      // The memory check beside the lookup (each is a round trip to the host); its answer counts only
+      // when a domain is to be made.
+      const memory = this.host.ensureMemory(spec.memoryMiB, signal).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       let d = await this.host.find(req.vmId, signal);
-      let fresh = false;
       if (!d) {
         // Before anything is made on the host: a VM with an address needs a bridge for it.
         const nics = addressedNics(this.hostId, this.cfg.nics, req.network);
-        await this.host.ensureMemory(spec.memoryMiB, signal);
+        const short = await memory;
+        if (short) throw short;
         const disk = spec.image
           ? { overlayPath: this.images.overlayPath(req.vmId), image: spec.image }
           : undefined;
@@ -121,18 +127,20 @@ export class KvmDriver implements HypervisorDriver {
           ...(req.network ? { network: req.network } : {}),
         });
         const r = await this.host.exec(cmd.define(this.host.uri), { stdin: xml, signal });
-        // "already exists": another start defined it meanwhile; it is found below either way.
-        if (r.code !== 0 && !/already exists/.test(r.stderr)) {
-          throw commandError("virsh define", this.hostId, r.stderr);
+        if (r.code === 0) {
+          // Defined just now, shut off, under the UUID it was given: start it, nothing to look up.
+          await this.host.ok(cmd.start(this.host.uri, domainUuid(req.vmId)), { signal });
+          return "running";
         }
+        // "already exists": another start defined it meanwhile; it is found below either way.
+        if (!/already exists/.test(r.stderr)) throw commandError("virsh define", this.hostId, r.stderr);
         d = await this.host.find(req.vmId, signal);
         if (!d) throw new DriverError(E.domainNotFound, `domain of ${req.vmId} vanished after define`);
-        fresh = true;
       }
       const s = await this.host.status(d.uuid, signal);
       if (s.power === "running") return "running";
       if (s.power === "paused") return this.wake(d, s, signal);
-      if (!fresh) await this.host.ensureMemory(d.memoryMiB, signal);
+      await this.host.ensureMemory(d.memoryMiB, signal);
       await this.host.ok(cmd.start(this.host.uri, d.uuid), { signal }); // restores a managed save
       return "running";
     });
