@@ -10,10 +10,10 @@ import {
   ReceiveMessageCommand,
   SendMessageBatchCommand,
 } from "@aws-sdk/client-sqs";
+import { ScanCommand, TransactWriteCommand } from "@aws-sdk/lib-dynamodb";
 import type { Child } from "../../infra/local/child.ts";
 import type { Deps } from "../../shared/services/context.ts";
 import { createVm } from "../../shared/services/vms.ts";
-import { queryAll } from "../../shared/store/base.ts";
 import type { ClaimItem, HostItem } from "../../shared/store/items.ts";
 import type { BenchBed } from "../lib/bed.ts";
 import { random } from "../lib/random.ts";
@@ -101,15 +101,18 @@ export async function stageStarts(
   return { opIds, bodies };
 }
 
-/** Sends the staged starts to the ops queue, ten a request, as fast as the queue takes them. */
-export async function release(deps: Deps, staged: Staged): Promise<void> {
+/** A fresh queue of the bed's SQS (per round: no message of one round is held by a poller of another). */
+export async function newQueue(deps: Deps, name: string): Promise<string> {
+  return (await deps.queues.sqs.send(new CreateQueueCommand({ QueueName: name }))).QueueUrl!;
+}
+
+/** Sends the staged starts to `queueUrl`, ten a request, as fast as the queue takes them. */
+export async function release(deps: Deps, staged: Staged, queueUrl: string): Promise<void> {
   const batches: (typeof staged.bodies)[] = [];
   for (let i = 0; i < staged.bodies.length; i += 10) batches.push(staged.bodies.slice(i, i + 10));
   await Promise.all(
     batches.map((Entries) =>
-      deps.queues.sqs.send(
-        new SendMessageBatchCommand({ QueueUrl: deps.queues.config.opsQueueUrl, Entries }),
-      ),
+      deps.queues.sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries })),
     ),
   );
 }
@@ -134,35 +137,104 @@ export async function waitDispatched(
 }
 
 /**
- * Hosts over capacity in `site`: free counters below zero, or claims adding up to more than a host's
- * limit (read strongly consistent, after the run).
+ * Hosts over capacity in `sites`: free counters below zero, or claims adding up to more than a host's
+ * limit. One consistent scan of the table after the runs (the bench's table holds little else).
  */
-export async function overcommitted(deps: Deps, site: string, hostIds: string[]): Promise<number> {
-  let over = 0;
-  for (const id of hostIds) {
-    const [host] = await queryAll<HostItem>(deps.db, {
-      KeyConditionExpression: "pk = :pk AND sk = :sk",
-      ExpressionAttributeValues: { ":pk": `HOST#${id}`, ":sk": "HOST" },
-      ConsistentRead: true,
-    });
-    const claims = await queryAll<ClaimItem>(deps.db, {
-      KeyConditionExpression: "pk = :pk AND begins_with(sk, :c)",
-      ExpressionAttributeValues: { ":pk": `HOST#${id}`, ":c": "CLAIM#" },
-      ConsistentRead: true,
-    });
-    if (!host || host.site !== site) continue;
-    const vcpus = claims.reduce((a, c) => a + c.vcpus, 0);
-    const memory = claims.reduce((a, c) => a + c.memoryMiB, 0);
+export async function overcommitted(deps: Deps, sites: readonly string[]): Promise<Map<string, number>> {
+  const hosts = new Map<string, HostItem>();
+  const claims = new Map<string, ClaimItem[]>();
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await deps.db.doc.send(
+      new ScanCommand({
+        TableName: deps.db.table,
+        FilterExpression: "sk = :host OR begins_with(sk, :claim)",
+        ExpressionAttributeValues: { ":host": "HOST", ":claim": "CLAIM#" },
+        ConsistentRead: true,
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      }),
+    );
+    for (const item of out.Items ?? []) {
+      if (item.sk === "HOST") hosts.set(item.id as string, item as HostItem);
+      else {
+        const c = item as ClaimItem;
+        claims.set(c.hostId, [...(claims.get(c.hostId) ?? []), c]);
+      }
+    }
+    start = out.LastEvaluatedKey;
+  } while (start);
+  const over = new Map(sites.map((s) => [s, 0]));
+  for (const host of hosts.values()) {
+    if (!over.has(host.site)) continue;
+    const mine = claims.get(host.id) ?? [];
+    const vcpus = mine.reduce((a, c) => a + c.vcpus, 0);
+    const memory = mine.reduce((a, c) => a + c.memoryMiB, 0);
     const devices: Record<string, number> = {};
-    for (const c of claims)
-      for (const [m, k] of Object.entries(c.devices)) devices[m] = (devices[m] ?? 0) + k;
+    for (const c of mine) for (const [m, k] of Object.entries(c.devices)) devices[m] = (devices[m] ?? 0) + k;
     const negative =
       host.freeVcpus < 0 || host.freeMemoryMiB < 0 || Object.values(host.freeDevices).some((k) => k < 0);
     const beyond =
       vcpus > host.limitVcpus ||
       memory > host.limitMemoryMiB ||
       Object.entries(devices).some(([m, k]) => k > (host.limitDevices[m] ?? 0));
-    if (negative || beyond) over++;
+    if (negative || beyond) over.set(host.site, over.get(host.site)! + 1);
   }
   return over;
+}
+
+/**
+ * DynamoDB Local's own ceiling for the write a placement makes: transactions shaped like a start's
+ * claim (the host's counters under a condition, the claim, the VM, the operation, an event with an
+ * index entry), on scratch items, `inFlight` at a time for `ms`. What no scheduler on this machine can
+ * beat; the placements measured alongside are compared with it.
+ */
+export async function claimShapedCeiling(
+  deps: Deps,
+  hostIds: string[],
+  opts: { inFlight: number; ms: number; tag: string },
+): Promise<number> {
+  const table = deps.db.table;
+  let n = 0;
+  const until = Date.now() + opts.ms;
+  const started = Date.now();
+  const worker = async (w: number) => {
+    while (Date.now() < until) {
+      const i = n++;
+      const id = `${opts.tag}-${i}`;
+      const host = hostIds[(i * 31 + w) % hostIds.length]!;
+      await deps.db.doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Update: {
+                TableName: table,
+                Key: { pk: `HOST#${host}`, sk: "HOST" },
+                UpdateExpression: "SET #b = if_not_exists(#b, :z) + :one",
+                ConditionExpression: "attribute_exists(pk)",
+                ExpressionAttributeNames: { "#b": "benchTouches" },
+                ExpressionAttributeValues: { ":z": 0, ":one": 1 },
+              },
+            },
+            {
+              Put: {
+                TableName: table,
+                Item: { pk: `BENCH#${id}`, sk: "CLAIM", vcpus: 2, memoryMiB: 4096 },
+                ConditionExpression: "attribute_not_exists(pk)",
+              },
+            },
+            { Put: { TableName: table, Item: { pk: `BENCH#${id}`, sk: "VM", state: "starting" } } },
+            { Put: { TableName: table, Item: { pk: `BENCH#${id}`, sk: "OP", status: "dispatched" } } },
+            {
+              Put: {
+                TableName: table,
+                Item: { pk: `BENCH#${id}`, sk: "EV", gsi1pk: `BENCHEV#${opts.tag}`, gsi1sk: id },
+              },
+            },
+          ],
+        }),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: opts.inFlight }, (_, w) => worker(w)));
+  return n / ((Date.now() - started) / 1000);
 }
