@@ -55,7 +55,9 @@ export class Members {
   }
 
   clear(i: number): void {
-    for (const g of [...this.groups[i]!]) this.leave(i, g);
+    // Most slots hold nothing: no copies, no new arrays for them.
+    if (this.groups[i]!.length) for (const g of [...this.groups[i]!]) this.leave(i, g);
+    if (!this.vms[i]!.length) return;
     for (const vm of this.vms[i]!) if (this.vmHost.get(vm) === i) this.vmHost.delete(vm);
     this.vms[i] = [];
   }

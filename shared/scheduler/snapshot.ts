@@ -218,7 +218,12 @@ export class Snapshot {
     if (this.slotOf.size !== n) throw new Error("duplicate host ids in snapshot");
     this.kinds = hosts.map((h) => h.kind);
     this.kindOf = new Map([...new Set(this.kinds)].map((k, i) => [k, i]));
-    this.models = [...new Set(hosts.flatMap((h) => Object.keys({ ...h.limitDevices, ...h.freeDevices })))];
+    const models = new Set<string>();
+    for (const h of hosts) {
+      for (const m in h.limitDevices) models.add(m);
+      for (const m in h.freeDevices) models.add(m);
+    }
+    this.models = [...models];
     this.modelOf = new Map(this.models.map((m, i) => [m, i]));
     this.freeDevices = this.models.map(() => new Int32Array(n));
     this.limitDevices = this.models.map(() => new Int32Array(n));

@@ -90,9 +90,11 @@ export async function place(deps: Deps, vm: VmItem, op: OpItem, opts: PlaceOptio
     const best = result.hostId === undefined ? undefined : site.hosts.get(result.hostId);
     if (Date.now() >= waitUntil) avoidBusy = false;
     if (best && avoidBusy && cache?.avoid(vm.site, best.id)) {
-      // Another placement of this process started claiming it since the snapshot was made.
+      // Another placement of this process started claiming it since the snapshot was made: decide
+      // again without it (no new snapshot; dropping one host is cheap, building 1,000 is not).
       attempt--;
-      site = await read(false);
+      site.snapshot.remove(best.id);
+      site.hosts.delete(best.id);
       continue;
     }
     if (!best && avoidBusy && cache?.avoided(vm.site)) {
