@@ -6,7 +6,7 @@
  *
  * `--quick` runs fewer and shorter repetitions (the whole benchmark under three minutes); `--only`
  * takes a section's id ("1-placement-core"), number ("1") or name ("placement-core"), and may be
- * repeated; `--readme` also replaces the table in `bench/README.md`.
+ * repeated; `--readme` also replaces the table in the README's Benchmarks section.
  */
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
@@ -71,7 +71,7 @@ async function main(): Promise<number> {
   ].join("\n");
   console.log(table);
   writeResults(resolve(import.meta.dirname, "results.json"), entries);
-  if (values.readme) updateReadme(resolve(import.meta.dirname, "README.md"), table);
+  if (values.readme) updateReadme(resolve(import.meta.dirname, "../README.md"), table);
   return failed > 0 ? 1 : 0;
 }
 
