@@ -5,7 +5,7 @@
  * the results queue; otherwise SQS redelivers it and the idempotent executor runs it again.
  */
 import { decodeJwt } from "jose";
-import type { AgentCommand, AgentResult } from "../shared/contracts/index.ts";
+import { type AgentCommand, type AgentResult, resultOf } from "../shared/contracts/index.ts";
 import type { Logger } from "../shared/log.ts";
 import { verifyAgentMessage } from "../shared/signing/index.ts";
 import type { AgentConfig } from "./config.ts";
@@ -57,14 +57,7 @@ export async function handleCommand(op: InFlight, deps: CommandDeps): Promise<vo
     return;
   }
   const log = logger.child({ requestId: cmd.requestId, opId: cmd.opId, vmId: cmd.vmId, hostId: cmd.hostId });
-  const base = {
-    type: "result",
-    opId: cmd.opId,
-    requestId: cmd.requestId,
-    site: cmd.site,
-    hostId: cmd.hostId,
-    vmId: cmd.vmId,
-  } as const;
+  const base = resultOf(cmd);
   log.info("command accepted", { action: cmd.action, attempt: cmd.attempt, receiveCount: msg.receiveCount });
 
   const driver = deps.drivers.get(cmd.hostId);

@@ -3,7 +3,7 @@
  * throws: driver errors become a failed result with `{ code, message }`. Safe to run twice for one
  * command (drivers are idempotent), which is what makes redelivery harmless.
  */
-import type { AgentCommand, AgentResult, PowerState } from "../shared/contracts/index.ts";
+import { type AgentCommand, type AgentResult, type PowerState, resultOf } from "../shared/contracts/index.ts";
 import type { HypervisorDriver, OpOptions } from "./drivers/driver.ts";
 import { DriverError, DriverErrorCode } from "./drivers/errors.ts";
 import { AgentError, AgentErrorCode, toErrorInfo } from "./errors.ts";
@@ -23,14 +23,7 @@ export async function execute(
   driver: HypervisorDriver,
   ctx: ExecuteContext,
 ): Promise<AgentResult> {
-  const base = {
-    type: "result",
-    opId: cmd.opId,
-    requestId: cmd.requestId,
-    site: cmd.site,
-    hostId: cmd.hostId,
-    vmId: cmd.vmId,
-  } as const;
+  const base = resultOf(cmd);
   const deadline = new AbortController();
   const timer = setTimeout(
     () => deadline.abort(new AgentError(AgentErrorCode.deadlineExceeded, `deadline ${cmd.deadline} passed`)),

@@ -3,7 +3,12 @@
  * scheduler's invocation, the command on the agent's queue, the agent's `running` and final reports,
  * the results consumer's invocations. What each operation cost is taken from the meter after it.
  */
-import type { AgentCommand, AgentResult, PowerState } from "../../shared/contracts/messages.ts";
+import {
+  type AgentCommand,
+  type AgentResult,
+  type PowerState,
+  resultOf,
+} from "../../shared/contracts/messages.ts";
 import { getOpItem } from "../../shared/services/operations.ts";
 import type { Meter, Tally } from "./meter.ts";
 import type { Rig } from "./rig.ts";
@@ -33,14 +38,7 @@ const vmBody = (name: string) => ({ name, vcpus: 2, memoryMiB: 2048, image: "deb
 /** The agent's part for one command: `running`, then success, then the command deleted. */
 async function agentCarriesOut(rig: Rig, site: string): Promise<void> {
   const { cmd, receiptHandle } = await rig.agentReceive(site);
-  const base = {
-    type: "result",
-    opId: cmd.opId,
-    requestId: cmd.requestId,
-    site: cmd.site,
-    hostId: cmd.hostId,
-    vmId: cmd.vmId,
-  } as const;
+  const base = resultOf(cmd);
   await rig.agentReport(site, { ...base, status: "running", at: new Date().toISOString() });
   await rig.deliver("results");
   const done: AgentResult = {

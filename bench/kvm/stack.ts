@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { type Stack, startStack } from "../../infra/local/stack.ts";
 import { TERMINAL_OP_STATUSES } from "../../shared/contracts/common.ts";
 import type { Operation } from "../../shared/contracts/vm.ts";
-import { startKvmTestbed, type Testbed } from "../../test/kvm/testbed.ts";
+import { stackHosts, startKvmTestbed, type Testbed } from "../../test/kvm/testbed.ts";
 
 export const SITE = "lab";
 
@@ -52,25 +52,7 @@ export async function startKvmStack(): Promise<KvmStack> {
       sites: [
         {
           name: SITE,
-          hosts: bed.hosts.map((h) => ({
-            id: h.id,
-            kind: "kvm" as const,
-            address: h.address,
-            vcpus: 4,
-            memoryMiB: 2048,
-            agentHost: {
-              ssh: {
-                user: "root",
-                port: h.port,
-                privateKeyPath: bed.clientKeyPath,
-                hostKeyFingerprint: h.hostKeyFingerprint,
-              },
-              kvm: {
-                domainType: bed.domainType,
-                migration: { user: "root", port: h.port, keyfile: bed.clientKeyPath },
-              },
-            },
-          })),
+          hosts: stackHosts(bed),
         },
       ],
       logLevel: "warn",

@@ -59,6 +59,18 @@ export const AgentResult = z.object({
 });
 export type AgentResult = z.infer<typeof AgentResult>;
 
+/** What every report on `cmd` carries: the command it is about, named as the command named it. */
+export function resultOf(cmd: AgentCommand) {
+  return {
+    type: "result",
+    opId: cmd.opId,
+    requestId: cmd.requestId,
+    site: cmd.site,
+    hostId: cmd.hostId,
+    vmId: cmd.vmId,
+  } as const;
+}
+
 export const DomainReport = z.object({
   /** The hypervisor's UUID for the domain. */
   uuid: z.string(),

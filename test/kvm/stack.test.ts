@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../shared/contracts/host.ts";
 import type { Operation, Vm } from "../../shared/contracts/vm.ts";
 import { startTestStack, type TestStack } from "../support/stack.ts";
-import { kvmTestbedSupport, startKvmTestbed, type Testbed } from "./testbed.ts";
+import { kvmTestbedSupport, stackHosts, startKvmTestbed, type Testbed } from "./testbed.ts";
 
 const support = kvmTestbedSupport();
 if (!support.ok) console.warn(`\n*** KVM suite skipped: ${support.reason} ***\n`);
@@ -28,25 +28,7 @@ describe.skipIf(!support.ok)("KVM hosts through the whole stack", () => {
       sites: [
         {
           name: SITE,
-          hosts: bed.hosts.map((h) => ({
-            id: h.id,
-            kind: "kvm" as const,
-            address: h.address,
-            vcpus: 4,
-            memoryMiB: 2048,
-            agentHost: {
-              ssh: {
-                user: "root",
-                port: h.port,
-                privateKeyPath: bed.clientKeyPath,
-                hostKeyFingerprint: h.hostKeyFingerprint,
-              },
-              kvm: {
-                domainType: bed.domainType,
-                migration: { user: "root", port: h.port, keyfile: bed.clientKeyPath },
-              },
-            },
-          })),
+          hosts: stackHosts(bed),
         },
       ],
       agentInventoryIntervalSeconds: 2,

@@ -13,6 +13,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { SimHost } from "../../infra/local/agent-config.ts";
 import { type BedPaths, knownHostsLine } from "./files.ts";
 import { execIn, generateEd25519Key, type HostSpec, type HostState, prepareHost, startHost } from "./host.ts";
 import { type HostProcess, hostProcesses, isOurs, recordedPids } from "./ownership.ts";
@@ -82,6 +83,32 @@ export type Testbed = {
   /** Destroys guests, ends every process by pid, removes the temp dir. Safe twice. */
   stop(): Promise<void>;
 };
+
+/**
+ * The bed's hosts as a local stack's site lists them (4 vCPUs, 2 GiB each): the agent reaches each
+ * over SSH as root with the bed's key, its host key pinned, and migrates between them likewise.
+ */
+export function stackHosts(bed: Testbed): SimHost[] {
+  return bed.hosts.map((h) => ({
+    id: h.id,
+    kind: "kvm" as const,
+    address: h.address,
+    vcpus: 4,
+    memoryMiB: 2048,
+    agentHost: {
+      ssh: {
+        user: "root",
+        port: h.port,
+        privateKeyPath: bed.clientKeyPath,
+        hostKeyFingerprint: h.hostKeyFingerprint,
+      },
+      kvm: {
+        domainType: bed.domainType,
+        migration: { user: "root", port: h.port, keyfile: bed.clientKeyPath },
+      },
+    },
+  }));
+}
 
 /** Beds whose processes the 'exit' hook kills if stop() was never called. */
 const unstopped = new Set<BedState>();
