@@ -11,6 +11,7 @@ export default defineConfig({
             "functions/**/*.test.ts",
             "bridge-agent/**/*.test.ts",
             "infra/**/*.test.ts",
+            "bench/**/*.test.ts",
           ],
           testTimeout: 20_000,
         },

@@ -31,7 +31,7 @@ function cell(e: Entry, withUnit: boolean): string {
 function markdown(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
   const line = (r: string[]) => `| ${widths.map((w, c) => (r[c] ?? "").padEnd(w)).join(" | ")} |`;
-  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)];
+  return [line(header), `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`, ...rows.map(line)];
 }
 
 function sectionTable(entries: Entry[]): string[] {
