@@ -13,6 +13,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ensureLibvirtAccounts } from "../../bridge-agent/drivers/kvm/testing/accounts.ts";
 import type { SimHost } from "../../infra/local/agent-config.ts";
 import { type BedPaths, knownHostsLine } from "./files.ts";
 import { execIn, generateEd25519Key, type HostSpec, type HostState, prepareHost, startHost } from "./host.ts";
@@ -118,7 +119,7 @@ let exitHookInstalled = false;
 export async function startKvmTestbed(opts: TestbedOptions = {}): Promise<Testbed> {
   const support = kvmTestbedSupport();
   if (!support.ok) throw new Error(`the KVM test bed cannot run here: ${support.reason}`);
-  await ensureLibvirtAccounts();
+  ensureLibvirtAccounts();
   const count = opts.hostCount ?? 2;
   const addresses = Array.from({ length: count }, (_, i) => nthAddress(opts.firstAddress ?? "127.0.0.11", i));
   const ports = await choosePorts(addresses, opts.basePort ?? 2201);
@@ -221,27 +222,6 @@ export async function stopKvmTestbed(state: BedState): Promise<void> {
       .map((p) => `${p.host}/${p.command}[${p.pid}]`)
       .concat(alive.map((pid) => `pid ${pid}`));
     throw new Error(`KVM test bed: processes left after stop: ${names.join(", ")}`);
-  }
-}
-
-/** libvirtd resolves its compiled-in user and group before it reads qemu.conf: they must exist. */
-async function ensureLibvirtAccounts(): Promise<void> {
-  const exists = async (db: string, name: string) => (await run("getent", [db, name])).code === 0;
-  // Another bed may create them at the same moment: check again rather than trust the exit code.
-  if (!(await exists("group", "kvm"))) await runOk("groupadd", ["--system", "kvm"]).catch(() => {});
-  if (!(await exists("passwd", "libvirt-qemu"))) {
-    const args = [
-      "--system",
-      "--no-create-home",
-      "--home-dir",
-      "/var/lib/libvirt",
-      "--shell",
-      "/usr/sbin/nologin",
-    ];
-    await runOk("useradd", [...args, "--gid", "kvm", "libvirt-qemu"]).catch(() => {});
-  }
-  if (!(await exists("group", "kvm")) || !(await exists("passwd", "libvirt-qemu"))) {
-    throw new Error("could not create the user libvirt-qemu and group kvm that libvirtd needs");
   }
 }
 

@@ -28,6 +28,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { LocalRunner } from "../../../transport/local.ts";
+import { ensureLibvirtAccounts } from "./accounts.ts";
 import { PrefixRunner } from "./prefix-runner.ts";
 
 const TOOLS = ["libvirtd", "virtlogd", "virsh", "qemu-img", "qemu-system-x86_64", "unshare", "nsenter"];
@@ -52,34 +53,6 @@ function which(tool: string): string | undefined {
     if (existsSync(join(dir, tool))) return join(dir, tool);
   }
   return undefined;
-}
-
-/**
- * libvirtd resolves its compiled-in qemu user and group (Debian: libvirt-qemu, libvirt-qemu/kvm)
- * before it reads qemu.conf, so they must exist even though qemu.conf says root.
- */
-export function ensureLibvirtUsers(): void {
-  const has = (db: string, name: string) => {
-    try {
-      execFileSync("getent", [db, name], { stdio: "ignore" });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  for (const g of ["kvm", "libvirt-qemu"]) if (!has("group", g)) execFileSync("groupadd", ["-r", g]);
-  if (!has("passwd", "libvirt-qemu")) {
-    execFileSync("useradd", [
-      "-r",
-      "-g",
-      "kvm",
-      "-d",
-      "/var/lib/libvirt",
-      "-s",
-      "/usr/sbin/nologin",
-      "libvirt-qemu",
-    ]);
-  }
 }
 
 export type LibvirtHost = {
@@ -135,7 +108,7 @@ export type HostOptions = {
 };
 
 export async function startLibvirtHost(id: string, dir: string, o: HostOptions): Promise<LibvirtHost> {
-  ensureLibvirtUsers();
+  ensureLibvirtAccounts();
   for (const [sub] of BINDS) mkdirSync(join(dir, sub), { recursive: true });
   writeFileSync(
     join(dir, "etc", "qemu.conf"),
