@@ -78,7 +78,27 @@ export class VirshHost {
   async find(vmId: string, signal?: AbortSignal): Promise<DomainInfo | undefined> {
     if (!isVmId(vmId)) return undefined; // no domain can have been made for it
     // The driver defines domains with the UUID derived from the vmId: one call finds those.
+    return this.confirm(vmId, await this.info(domainUuid(vmId), signal), signal);
+  }
+
+  /**
+   * For a start, which defines the domain when this finds none: the domain of `vmId`, or undefined
+   * when no domain has the UUID the driver gives it. One call, where find() makes two for a VM that
+   * has no domain yet. A domain named `usher-<vmId>` under another UUID may still exist (foreign, or
+   * defined by hand): defining then fails with "already exists", and find() decides.
+   */
+  async findBeforeDefine(vmId: string, signal?: AbortSignal): Promise<DomainInfo | undefined> {
+    if (!isVmId(vmId)) return undefined;
     const likely = await this.info(domainUuid(vmId), signal);
+    return likely ? this.confirm(vmId, likely, signal) : undefined;
+  }
+
+  /** `likely` (the domain under vmId's UUID, if any) when it is vmId's; else the domain by name. */
+  private async confirm(
+    vmId: string,
+    likely: DomainInfo | undefined,
+    signal?: AbortSignal,
+  ): Promise<DomainInfo | undefined> {
     if (likely?.usher?.vmId === vmId && likely.name === domainName(vmId)) return likely;
     const r = await this.exec(cmd.domuuidOf(this.uri, vmId), { ...(signal ? { signal } : {}) });
     if (r.code !== 0) {

@@ -146,6 +146,24 @@ if (reason) {
       }
     });
 
+    it("starts the vm's own domain defined under another UUID, rather than defining a second", async () => {
+      // start() looks up the UUID it derives from the vmId and defines when none has it; a domain
+      // of the same name with another UUID (defined by an operator, say) makes the define fail, and
+      // the lookup by name then finds it.
+      const req = newReq();
+      const other = randomUUID();
+      const xml = buildDomainXml({ ...req, uuid: other, domainType: domainTypeHere() });
+      expect((await b.a.runner().run(cmd.define("qemu:///system"), { stdin: xml })).code).toBe(0);
+      try {
+        expect(await a.driver.start(req)).toBe("running");
+        const mine = (await a.driver.inventory()).domains.filter((d) => d.vmId === req.vmId);
+        expect(mine.map((d) => [d.uuid, d.powerState])).toEqual([[other, "running"]]);
+      } finally {
+        await a.driver.destroy(req.vmId);
+      }
+      expect((await virsh("domuuid", `usher-${req.vmId}`)).code).not.toBe(0);
+    });
+
     it("hostile VM names stay data: metadata only, reported back verbatim", async () => {
       const names = ["3", "--help", "$(reboot)", "<x>&", "a'b\"c", "line\nbreak"];
       const reqs = names.map((vmName) => newReq({ vmName }));

@@ -105,7 +105,7 @@ export class KvmDriver implements HypervisorDriver {
         () => undefined,
         (err: unknown) => err,
       );
-      let d = await this.host.find(req.vmId, signal);
+      let d = await this.host.findBeforeDefine(req.vmId, signal);
       if (!d) {
         // Before anything is made on the host: a VM with an address needs a bridge for it.
         const nics = addressedNics(this.hostId, this.cfg.nics, req.network);
@@ -132,7 +132,8 @@ export class KvmDriver implements HypervisorDriver {
           await this.host.ok(cmd.start(this.host.uri, domainUuid(req.vmId)), { signal });
           return "running";
         }
-        // "already exists": another start defined it meanwhile; it is found below either way.
+        // "already exists": another start defined it meanwhile, or a domain of its name has another
+        // UUID (findBeforeDefine looked by UUID only); find() tells a foreign one apart.
         if (!/already exists/.test(r.stderr)) throw commandError("virsh define", this.hostId, r.stderr);
         d = await this.host.find(req.vmId, signal);
         if (!d) throw new DriverError(E.domainNotFound, `domain of ${req.vmId} vanished after define`);
