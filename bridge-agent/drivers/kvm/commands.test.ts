@@ -66,6 +66,23 @@ describe("virsh argv builders", () => {
     ]);
   });
 
+  it("defineAndStart: the same fixed define, then start of the UUID, only if the define worked", () => {
+    expect(cmd.defineAndStart(URI, UUID)).toEqual([
+      "env",
+      "LC_ALL=C",
+      "sh",
+      "-c",
+      'cat | virsh -c "$1" define /dev/stdin && exec virsh -c "$1" start "$2"',
+      "sh",
+      URI,
+      UUID,
+    ]);
+    expect(() => cmd.defineAndStart(URI, "--help")).toThrow(invalid);
+    expect(cmd.DEFINED.test("Domain 'usher-vm-1' defined from /dev/stdin\n")).toBe(true);
+    expect(cmd.DEFINED.test("Domain usher-vm-1 defined from /dev/stdin\n")).toBe(true);
+    expect(cmd.DEFINED.test("")).toBe(false);
+  });
+
   it("refuse hostile domains, vm ids and URIs before any argv exists", () => {
     for (const dom of ["3", "--help", "usher-vm-x", "$(reboot)", `${UUID} --force`, UUID.toUpperCase()]) {
       expect(() => cmd.start(URI, dom)).toThrow(invalid);

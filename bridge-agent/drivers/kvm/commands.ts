@@ -34,6 +34,25 @@ export const define = (uri: string) => [
   assertUri(uri, "connection URI"),
 ];
 
+/**
+ * A new VM's start in one round trip: `define` (as above, XML on stdin), then, only if that worked,
+ * `virsh start` of the UUID the XML gave it. The script is a constant; the URI and UUID are its `$1`
+ * and `$2`. virsh's "Domain '…' defined from /dev/stdin" on stdout (`DEFINED`) tells a failed start
+ * from a failed define.
+ */
+export const defineAndStart = (uri: string, uuid: string) => [
+  ...C_LOCALE,
+  "sh",
+  "-c",
+  'cat | virsh -c "$1" define /dev/stdin && exec virsh -c "$1" start "$2"',
+  "sh",
+  assertUri(uri, "connection URI"),
+  assertUuid(uuid),
+];
+
+/** What `virsh define` prints on success (C locale), with or without quotes around the name. */
+export const DEFINED = / defined from \/dev\/stdin/;
+
 /** Starts a defined domain; restores its managed save when it has one, unless `forceBoot`. */
 export const start = (uri: string, uuid: string, opts: { forceBoot?: boolean } = {}) =>
   virsh(uri, "start", ...(opts.forceBoot ? ["--force-boot"] : []), assertUuid(uuid));

@@ -164,6 +164,27 @@ if (reason) {
       expect((await virsh("domuuid", `usher-${req.vmId}`)).code).not.toBe(0);
     });
 
+    it("a start that defines the domain but cannot boot it fails as virsh start, leaving it defined", async () => {
+      // A bridge that does not exist passes `virsh define` and fails `virsh start`: the one round trip
+      // that does both must say which half failed.
+      const broken = driverFor(b, "a", { nics: [{ bridge: "usher-nobr0" }] });
+      const req = newReq();
+      try {
+        const err = await broken.driver.start(req).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toMatchObject({
+          message: expect.stringMatching(/^virsh start on host .* failed: .*usher-nobr0/),
+        });
+        expect(await a.driver.domainState(req.vmId)).toBe("stopped");
+      } finally {
+        await a.driver.destroy(req.vmId);
+        await broken.driver.close();
+      }
+      expect(await a.driver.domainState(req.vmId)).toBe("absent");
+    });
+
     it("hostile VM names stay data: metadata only, reported back verbatim", async () => {
       const names = ["3", "--help", "$(reboot)", "<x>&", "a'b\"c", "line\nbreak"];
       const reqs = names.map((vmName) => newReq({ vmName }));

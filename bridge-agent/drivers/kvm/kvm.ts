@@ -126,12 +126,13 @@ export class KvmDriver implements HypervisorDriver {
           ...(nics.length ? { nics } : {}),
           ...(req.network ? { network: req.network } : {}),
         });
-        const r = await this.host.exec(cmd.define(this.host.uri), { stdin: xml, signal });
-        if (r.code === 0) {
-          // Defined just now, shut off, under the UUID it was given: start it, nothing to look up.
-          await this.host.ok(cmd.start(this.host.uri, domainUuid(req.vmId)), { signal });
-          return "running";
-        }
+        // Defined, shut off, under the UUID it was given, then started: one round trip.
+        const r = await this.host.exec(cmd.defineAndStart(this.host.uri, domainUuid(req.vmId)), {
+          stdin: xml,
+          signal,
+        });
+        if (r.code === 0) return "running";
+        if (cmd.DEFINED.test(r.stdout)) throw commandError("virsh start", this.hostId, r.stderr);
         // "already exists": another start defined it meanwhile, or a domain of its name has another
         // UUID (findBeforeDefine looked by UUID only); find() tells a foreign one apart.
         if (!/already exists/.test(r.stderr)) throw commandError("virsh define", this.hostId, r.stderr);
