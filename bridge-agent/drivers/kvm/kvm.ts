@@ -107,37 +107,16 @@ export class KvmDriver implements HypervisorDriver {
       );
       let d = await this.host.findBeforeDefine(req.vmId, signal);
       if (!d) {
-        // Before anything is made on the host: a VM with an address needs a bridge for it.
-        const nics = addressedNics(this.hostId, this.cfg.nics, req.network);
-        const short = await memory;
-        if (short) throw short;
-        const disk = spec.image
-          ? { overlayPath: this.images.overlayPath(req.vmId), image: spec.image }
-          : undefined;
-        if (disk) await this.images.createOverlay(this.host, disk.overlayPath, disk.image, { signal });
-        const xml = buildDomainXml({
-          vmId: req.vmId,
-          vmName: req.vmName,
-          opId: req.opId,
-          uuid: domainUuid(req.vmId),
-          spec,
-          domainType: this.cfg.domainType ?? "kvm",
-          ...(disk ? { disk } : {}),
-          ...(nics.length ? { nics } : {}),
-          ...(req.network ? { network: req.network } : {}),
-        });
-        // Defined, shut off, under the UUID it was given, then started: one round trip.
-        const r = await this.host.exec(cmd.defineAndStart(this.host.uri, domainUuid(req.vmId)), {
-          stdin: xml,
-          signal,
-        });
-        if (r.code === 0) return "running";
-        if (cmd.DEFINED.test(r.stdout)) throw commandError("virsh start", this.hostId, r.stderr);
-        // "already exists": another start defined it meanwhile, or a domain of its name has another
-        // UUID (findBeforeDefine looked by UUID only); find() tells a foreign one apart.
-        if (!/already exists/.test(r.stderr)) throw commandError("virsh define", this.hostId, r.stderr);
-        d = await this.host.find(req.vmId, signal);
-        if (!d) throw new DriverError(E.domainNotFound, `domain of ${req.vmId} vanished after define`);
+        const refusal = await this.refusalToDefine(req, memory);
+        // Refused: a domain of its name under another UUID (which the lookup by UUID does not see)
+        // is still the VM's to start, whatever defining a new one would need.
+        const made = refusal
+          ? await this.host.find(req.vmId, signal)
+          : await this.defineAndStart(req, signal);
+        if (made === "running") return "running";
+        if (!made)
+          throw refusal ?? new DriverError(E.domainNotFound, `domain of ${req.vmId} vanished after define`);
+        d = made;
       }
       const s = await this.host.status(d.uuid, signal);
       if (s.power === "running") return "running";
@@ -146,6 +125,55 @@ export class KvmDriver implements HypervisorDriver {
       await this.host.ok(cmd.start(this.host.uri, d.uuid), { signal }); // restores a managed save
       return "running";
     });
+  }
+
+  /** Why a new domain cannot be made here: a VM with an address needs a bridge for it, and room. */
+  private async refusalToDefine(req: StartRequest, memory: Promise<unknown>): Promise<unknown> {
+    try {
+      addressedNics(this.hostId, this.cfg.nics, req.network);
+    } catch (err) {
+      return err;
+    }
+    return memory;
+  }
+
+  /**
+   * Makes the VM's domain (its overlay first, when it has an image), defined and started in one
+   * round trip. "running", or the domain that was there already (another start defined it
+   * meanwhile, or one of its name has another UUID) for the caller to start; undefined if it then
+   * vanished.
+   */
+  private async defineAndStart(
+    req: StartRequest,
+    signal: AbortSignal | undefined,
+  ): Promise<"running" | DomainInfo | undefined> {
+    const { spec } = req;
+    const nics = addressedNics(this.hostId, this.cfg.nics, req.network);
+    const disk = spec.image
+      ? { overlayPath: this.images.overlayPath(req.vmId), image: spec.image }
+      : undefined;
+    if (disk) await this.images.createOverlay(this.host, disk.overlayPath, disk.image, { signal });
+    const xml = buildDomainXml({
+      vmId: req.vmId,
+      vmName: req.vmName,
+      opId: req.opId,
+      uuid: domainUuid(req.vmId),
+      spec,
+      domainType: this.cfg.domainType ?? "kvm",
+      ...(disk ? { disk } : {}),
+      ...(nics.length ? { nics } : {}),
+      ...(req.network ? { network: req.network } : {}),
+    });
+    const r = await this.host.exec(cmd.defineAndStart(this.host.uri, domainUuid(req.vmId)), {
+      stdin: xml,
+      signal,
+    });
+    if (r.code === 0) return "running";
+    if (cmd.DEFINED.test(r.stdout)) throw commandError("virsh start", this.hostId, r.stderr);
+    // "already exists": another start defined it meanwhile, or a domain of its name has another UUID
+    // (findBeforeDefine looked by UUID only); find() tells a foreign one apart.
+    if (!/already exists/.test(r.stderr)) throw commandError("virsh define", this.hostId, r.stderr);
+    return this.host.find(req.vmId, signal);
   }
 
   shutdown(vmId: string, opts: ShutdownOptions): Promise<PowerState> {
