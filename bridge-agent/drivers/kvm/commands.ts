@@ -25,11 +25,13 @@ export function virsh(uri: string, ...args: string[]): string[] {
  * sshd builds) give a command; `cat` turns it into a pipe. The script is a constant and the URI is
  * its positional parameter `$1`, so the shell never reads anything but this fixed text.
  */
+const DEFINE_SCRIPT = 'cat | virsh -c "$1" define /dev/stdin';
+
 export const define = (uri: string) => [
   ...C_LOCALE,
   "sh",
   "-c",
-  'cat | virsh -c "$1" define /dev/stdin',
+  DEFINE_SCRIPT,
   "sh",
   assertUri(uri, "connection URI"),
 ];
@@ -44,7 +46,7 @@ export const defineAndStart = (uri: string, uuid: string) => [
   ...C_LOCALE,
   "sh",
   "-c",
-  'cat | virsh -c "$1" define /dev/stdin && exec virsh -c "$1" start "$2"',
+  `${DEFINE_SCRIPT} && exec virsh -c "$1" start "$2"`,
   "sh",
   assertUri(uri, "connection URI"),
   assertUuid(uuid),

@@ -107,15 +107,18 @@ export class KvmDriver implements HypervisorDriver {
       );
       let d = await this.host.findBeforeDefine(req.vmId, signal);
       if (!d) {
-        const refusal = await this.refusalToDefine(req, memory);
+        const plan = await this.newDomainNics(req, memory);
         // Refused: a domain of its name under another UUID (which the lookup by UUID does not see)
         // is still the VM's to start, whatever defining a new one would need.
-        const made = refusal
-          ? await this.host.find(req.vmId, signal)
-          : await this.defineAndStart(req, signal);
+        const made =
+          "nics" in plan
+            ? await this.defineAndStart(req, plan.nics, signal)
+            : await this.host.find(req.vmId, signal);
         if (made === "running") return "running";
-        if (!made)
-          throw refusal ?? new DriverError(E.domainNotFound, `domain of ${req.vmId} vanished after define`);
+        if (!made) {
+          if ("refusal" in plan) throw plan.refusal;
+          throw new DriverError(E.domainNotFound, `domain of ${req.vmId} vanished after define`);
+        }
         d = made;
       }
       const s = await this.host.status(d.uuid, signal);
@@ -127,14 +130,22 @@ export class KvmDriver implements HypervisorDriver {
     });
   }
 
-  /** Why a new domain cannot be made here: a VM with an address needs a bridge for it, and room. */
-  private async refusalToDefine(req: StartRequest, memory: Promise<unknown>): Promise<unknown> {
+  /**
+   * The NICs a new domain of the VM would get, or why none can be made here: a VM with an address
+   * needs a bridge for it, and the host room (`memory`: the check's error, if it failed).
+   */
+  private async newDomainNics(
+    req: StartRequest,
+    memory: Promise<unknown>,
+  ): Promise<{ nics: NicSpec[] } | { refusal: unknown }> {
+    let nics: NicSpec[];
     try {
-      addressedNics(this.hostId, this.cfg.nics, req.network);
-    } catch (err) {
-      return err;
+      nics = addressedNics(this.hostId, this.cfg.nics, req.network);
+    } catch (refusal) {
+      return { refusal };
     }
-    return memory;
+    const short = await memory;
+    return short ? { refusal: short } : { nics };
   }
 
   /**
@@ -145,10 +156,10 @@ export class KvmDriver implements HypervisorDriver {
    */
   private async defineAndStart(
     req: StartRequest,
+    nics: NicSpec[],
     signal: AbortSignal | undefined,
   ): Promise<"running" | DomainInfo | undefined> {
     const { spec } = req;
-    const nics = addressedNics(this.hostId, this.cfg.nics, req.network);
     const disk = spec.image
       ? { overlayPath: this.images.overlayPath(req.vmId), image: spec.image }
       : undefined;
