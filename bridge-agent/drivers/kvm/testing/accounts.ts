@@ -26,14 +26,16 @@ const attempt = (cmd: string, args: string[]) => {
   }
 };
 
+const GROUPS = ["kvm", "libvirt-qemu"];
+
 export function ensureLibvirtAccounts(): void {
-  for (const g of ["kvm", "libvirt-qemu"]) if (!exists("group", g)) attempt("groupadd", ["--system", g]);
+  for (const g of GROUPS) if (!exists("group", g)) attempt("groupadd", ["--system", g]);
   if (!exists("passwd", "libvirt-qemu")) {
     const home = ["--no-create-home", "--home-dir", "/var/lib/libvirt", "--shell", "/usr/sbin/nologin"];
     attempt("useradd", ["--system", ...home, "--gid", "kvm", "libvirt-qemu"]);
   }
   const missing = [
-    ...["kvm", "libvirt-qemu"].filter((g) => !exists("group", g)).map((g) => `group ${g}`),
+    ...GROUPS.filter((g) => !exists("group", g)).map((g) => `group ${g}`),
     ...(exists("passwd", "libvirt-qemu") ? [] : ["user libvirt-qemu"]),
   ];
   if (missing.length > 0)
